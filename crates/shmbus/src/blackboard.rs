@@ -1,0 +1,326 @@
+//! The latest-value blackboard: the original design's shared buffer, without torn reads.
+//!
+//! # Layout (after the 128-byte header)
+//!
+//! | offset | what                                              | written by |
+//! |-------:|---------------------------------------------------|------------|
+//! |    128 | `seq`, `writer`, `len`, `version` (one 128-byte line) | the writer |
+//! |    256 | `waiters` (own 128-byte line)                     | readers    |
+//! |    384 | data: `capacity` bytes rounded up to 8            | the writer |
+//!
+//! The protocol is in [`crate::seqlock`]. `capacity` is in the header; `len` is checked
+//! against it on every read, so a hostile length is an error, never an out-of-bounds copy.
+
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::handler::{call_handler, HandlerGuard, HandlerStats, Update};
+use crate::header::{Kind, HEADER_SIZE};
+use crate::liveness::{claim_slot, slot_alive, WRITER_SLOTS, WRITER_SLOTS_BASE};
+use crate::options::Options;
+use crate::segment::Segment;
+use crate::seqlock::{BoardControl, ReadError, Seqlock, WriteError};
+use crate::sync::AtomicU64;
+use crate::wait::Deadline;
+
+const CONTROL: usize = HEADER_SIZE;
+const DATA: usize = HEADER_SIZE + 256;
+/// How long `write` waits for another live writer before it reports [`Error::Busy`].
+const WRITE_PATIENCE: Duration = Duration::from_secs(1);
+
+/// Bytes a blackboard of `capacity` needs after the header.
+pub(crate) fn layout_size(capacity: u64) -> u64 {
+    256 + capacity.div_ceil(8) * 8
+}
+
+/// A named latest-value buffer: writers replace the value, readers get the newest one whole.
+///
+/// This is the original design's shared buffer done right: a seqlock keeps readers from ever
+/// seeing half of one write and half of another, the value carries its length, readers can
+/// sleep until something newer than what they hold arrives, and a receive handler can run on
+/// a background thread. Writers are serialised (one at a time); a writer that dies
+/// mid-write is detected and the next write repairs the board.
+///
+/// Cloning a `Blackboard` is cheap and shares the mapping.
+///
+/// ```
+/// # shmbus::doctest_namespace();
+/// use shmbus::Blackboard;
+/// use std::sync::mpsc;
+///
+/// let board = Blackboard::create("doc.board.handler", 256)?;
+/// let (tx, rx) = mpsc::channel();
+/// let guard = Blackboard::open("doc.board.handler")?.on_update(move |update| {
+///     tx.send(update.data.to_vec()).unwrap();
+/// })?;
+/// board.write(b"hello")?;
+/// assert_eq!(rx.recv().unwrap(), b"hello");
+/// let stats = guard.stop()?; // stops and joins the thread
+/// assert_eq!(stats.delivered, 1);
+/// # Ok::<(), shmbus::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Blackboard {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    seg: Segment,
+    capacity: usize,
+    spin: Duration,
+    /// This handle's writer slot, claimed on first write.
+    slot: OnceLock<u32>,
+}
+
+impl Blackboard {
+    /// Creates a blackboard holding values of up to `capacity` bytes; removed when the last
+    /// clone of this handle is dropped unless [`Options::persistent`].
+    pub fn create(name: &str, capacity: usize) -> Result<Blackboard> {
+        Self::create_with(name, capacity, &Options::default())
+    }
+
+    /// [`Blackboard::create`] with options.
+    pub fn create_with(name: &str, capacity: usize, opts: &Options) -> Result<Blackboard> {
+        let seg = Segment::create_kind(opts.name(name)?, Kind::Blackboard, capacity as u64, 0, opts)?;
+        Ok(Blackboard::from_segment(seg, opts))
+    }
+
+    /// Opens an existing blackboard.
+    pub fn open(name: &str) -> Result<Blackboard> {
+        Self::open_with(name, &Options::default())
+    }
+
+    /// [`Blackboard::open`] with options.
+    pub fn open_with(name: &str, opts: &Options) -> Result<Blackboard> {
+        let seg = Segment::open_kind(opts.name(name)?, Some(Kind::Blackboard), opts, true)?;
+        Ok(Blackboard::from_segment(seg, opts))
+    }
+
+    /// Opens the blackboard, or creates it with `capacity` (race-free). An existing board
+    /// keeps its own capacity.
+    pub fn create_or_open(name: &str, capacity: usize) -> Result<Blackboard> {
+        Self::create_or_open_with(name, capacity, &Options::default())
+    }
+
+    /// [`Blackboard::create_or_open`] with options.
+    pub fn create_or_open_with(name: &str, capacity: usize, opts: &Options) -> Result<Blackboard> {
+        let seg = Segment::create_or_open_kind(
+            opts.name(name)?,
+            Kind::Blackboard,
+            capacity as u64,
+            0,
+            opts,
+        )?;
+        Ok(Blackboard::from_segment(seg, opts))
+    }
+
+    fn from_segment(seg: Segment, opts: &Options) -> Blackboard {
+        // Validated at open: capacity ≤ MAX_CAPACITY and the mapping covers the data.
+        let capacity = seg.header().fields.capacity as usize;
+        Blackboard {
+            inner: Arc::new(Inner {
+                seg,
+                capacity,
+                spin: opts.spin,
+                slot: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// The blackboard's name.
+    pub fn name(&self) -> &crate::Name {
+        self.inner.seg.name()
+    }
+
+    /// The largest value it holds, in bytes.
+    pub fn capacity(&self) -> usize {
+        self.inner.capacity
+    }
+
+    /// Replaces the value; returns its version (1 for the first write). Fails with
+    /// [`Error::TooLarge`] when `data` exceeds the capacity, [`Error::Busy`] when another
+    /// live writer holds the board for more than a second.
+    pub fn write(&self, data: &[u8]) -> Result<u64> {
+        let inner = &*self.inner;
+        if data.len() > inner.capacity {
+            return Err(Error::TooLarge {
+                name: self.name().describe(),
+                len: data.len(),
+                capacity: inner.capacity,
+            });
+        }
+        let me = inner.writer_slot()?;
+        let alive = |slot| inner.alive(slot);
+        inner
+            .lock()
+            .write(data, me, Deadline::after(Some(WRITE_PATIENCE)), &alive)
+            .map_err(|WriteError::Busy(waited)| Error::Busy {
+                name: self.name().describe(),
+                waited,
+            })
+    }
+
+    /// The current value and its version (version 0 and no bytes before the first write).
+    pub fn read(&self) -> Result<(u64, Vec<u8>)> {
+        let mut buf = vec![0; self.inner.capacity];
+        let (version, len) = self.read_into(&mut buf)?;
+        buf.truncate(len);
+        Ok((version, buf))
+    }
+
+    /// Copies the current value into `buf`; returns `(version, length)`. A `buf` of
+    /// [`capacity`](Self::capacity) bytes always suffices; a smaller one gives
+    /// [`Error::BufferTooSmall`] when the value does not fit.
+    pub fn read_into(&self, buf: &mut [u8]) -> Result<(u64, usize)> {
+        self.inner.read_into(buf)
+    }
+
+    /// The version of the current value.
+    pub fn version(&self) -> u64 {
+        let lock = self.inner.lock();
+        loop {
+            if let Some(v) = lock.version() {
+                return v;
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    /// Waits until the version is newer than `version`; returns the new version, or `None`
+    /// when `timeout` passes first (`None` waits forever). Spins briefly, then sleeps on a
+    /// futex: a writer wakes it, and pays no syscall when nobody sleeps.
+    pub fn wait_newer(&self, version: u64, timeout: Option<Duration>) -> Result<Option<u64>> {
+        Ok(self
+            .inner
+            .lock()
+            .wait_newer(version, self.inner.spin, Deadline::after(timeout), None))
+    }
+
+    /// Runs `handler` on a background thread for each version written from now on.
+    ///
+    /// A handler slower than the writer sees the newest value and
+    /// [`Update::skipped`] says how many versions it missed. Dropping the guard stops and
+    /// joins the thread promptly; a panic in the handler stops it and is reported by
+    /// [`HandlerGuard::stop`].
+    pub fn on_update<F>(&self, handler: F) -> Result<HandlerGuard>
+    where
+        F: FnMut(Update<'_>) + Send + 'static,
+    {
+        self.on_update_from(self.version(), handler)
+    }
+
+    /// Like [`on_update`](Self::on_update) but for every version after `version`: pass 0 to
+    /// get the current value first, if there is one.
+    pub fn on_update_from<F>(&self, version: u64, mut handler: F) -> Result<HandlerGuard>
+    where
+        F: FnMut(Update<'_>) + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        let waker = self.inner.clone();
+        let name = self.name().describe();
+        let thread_name = name.clone();
+        HandlerGuard::spawn(
+            name,
+            Box::new(move || waker.lock().wake_all()),
+            move |stopper| {
+                let mut stats = HandlerStats::default();
+                let mut last = version;
+                let mut buf = vec![0; inner.capacity];
+                let lock = inner.lock();
+                while lock
+                    .wait_newer(last, inner.spin, Deadline::after(None), Some(stopper))
+                    .is_some()
+                {
+                    let (v, len) = match inner.read_into(&mut buf) {
+                        Ok(got) => got,
+                        // Transient: the next write repairs the board; wait for it.
+                        Err(Error::WriterDied { .. } | Error::Busy { .. }) => continue,
+                        Err(e) => return Err(e),
+                    };
+                    if v <= last {
+                        continue;
+                    }
+                    let update = Update {
+                        version: v,
+                        skipped: v - last - 1,
+                        data: &buf[..len],
+                    };
+                    call_handler(&thread_name, || handler(update))?;
+                    stats.delivered += 1;
+                    stats.skipped += update.skipped;
+                    last = v;
+                }
+                Ok(stats)
+            },
+        )
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> Seqlock<'_> {
+        Seqlock {
+            ctl: self.seg.at::<BoardControl>(CONTROL),
+            data: self
+                .seg
+                .slice::<AtomicU64>(DATA, self.capacity.div_ceil(8)),
+            capacity: self.capacity,
+        }
+    }
+
+    fn writer_slot(&self) -> Result<u32> {
+        if let Some(&slot) = self.slot.get() {
+            return Ok(slot);
+        }
+        let slot = claim_slot(&self.seg, WRITER_SLOTS_BASE, WRITER_SLOTS)?.ok_or_else(|| {
+            Error::Busy {
+                name: self.seg.name().describe(),
+                waited: Duration::ZERO,
+            }
+        })?;
+        // Two threads may race here; both hold locks through the same description, and the
+        // loser's byte stays locked until this handle closes: harmless.
+        Ok(*self.slot.get_or_init(|| slot))
+    }
+
+    /// Our own slot is alive by definition (the kernel would not report our own lock).
+    fn alive(&self, slot: u32) -> bool {
+        self.slot.get() == Some(&slot) || slot_alive(&self.seg, WRITER_SLOTS_BASE, slot)
+    }
+
+    fn read_into(&self, buf: &mut [u8]) -> Result<(u64, usize)> {
+        let name = || self.seg.name().describe();
+        let buf_len = buf.len();
+        let alive = |slot| self.alive(slot);
+        self.lock().read_into(buf, &alive).map_err(|e| match e {
+            ReadError::WriterDied => Error::WriterDied { name: name() },
+            ReadError::Busy(waited) => Error::Busy {
+                name: name(),
+                waited,
+            },
+            ReadError::Corrupt(len) => Error::Corrupt {
+                name: name(),
+                reason: format!("value length {len} exceeds the capacity {}", self.capacity),
+            },
+            ReadError::BufferTooSmall(needed) => Error::BufferTooSmall {
+                name: name(),
+                needed,
+                len: buf_len,
+            },
+        })
+    }
+}
+
+/// Live state for `info`: (version or None while writing, len, writer slot, waiters).
+pub(crate) fn live_state(seg: &Segment) -> (Option<u64>, u64, u32, u32) {
+    let capacity = seg.header().fields.capacity as usize;
+    let lock = Seqlock {
+        ctl: seg.at::<BoardControl>(CONTROL),
+        data: seg.slice::<AtomicU64>(DATA, capacity.div_ceil(8)),
+        capacity,
+    };
+    let (_, writer, len) = lock.raw();
+    (lock.version(), len, writer, lock.waiters())
+}

@@ -1,0 +1,189 @@
+//! Finding and describing objects: what `shmbus ls` and `shmbus info` show.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::error::{Error, Result};
+use crate::event::EventMode;
+use crate::header::Kind;
+use crate::name::{dir_prefix, Name};
+use crate::options::Options;
+use crate::segment::Segment;
+use crate::sys;
+
+/// What an object is, who owns it, and (when it can be read) its live state.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ObjectInfo {
+    /// The object's name.
+    pub name: Name,
+    /// Size of the shared-memory object in bytes.
+    pub size: u64,
+    /// Owner uid.
+    pub owner: u32,
+    /// Permission bits.
+    pub mode: u32,
+    /// What the header says, when it could be read and validated.
+    pub header: Option<HeaderInfo>,
+    /// Why the header could not be read (permission, corruption, version ...).
+    pub problem: Option<String>,
+}
+
+/// The validated header of an object and its live state.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct HeaderInfo {
+    /// Kind of object.
+    pub kind: Kind,
+    /// Layout version (always [`crate::LAYOUT_VERSION`] here: others are refused).
+    pub layout_version: u32,
+    /// Data capacity in bytes (0 for events).
+    pub capacity: u64,
+    /// Pid of the creating process.
+    pub creator_pid: u32,
+    /// When it was created.
+    pub created: SystemTime,
+    /// The kind's live state.
+    pub state: LiveState,
+}
+
+/// Live state of an object, by kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LiveState {
+    /// A plain segment has no state beyond its bytes.
+    Segment,
+    /// An event.
+    Event {
+        /// Manual or auto reset.
+        mode: EventMode,
+        /// Whether it is set.
+        set: bool,
+        /// Threads waiting on it now.
+        waiters: u32,
+        /// The raw state word.
+        raw: u32,
+    },
+    /// A blackboard.
+    Blackboard {
+        /// Version of the current value (`None` while a write is in progress).
+        version: Option<u64>,
+        /// Length of the current value.
+        len: u64,
+        /// Writer slot holding the write lock (0: none).
+        writer: u32,
+        /// Threads waiting for a newer version now.
+        waiters: u32,
+    },
+}
+
+/// Lists every shmbus object in `namespace` (`None`: the unnamed default namespace).
+///
+/// ```
+/// # shmbus::doctest_namespace();
+/// let ns = std::env::var("SHMBUS_NAMESPACE").ok();
+/// let _board = shmbus::Blackboard::create("doc.catalog.listed", 16)?;
+/// let all = shmbus::list(ns.as_deref())?;
+/// assert!(all.iter().any(|o| o.name.as_str() == "doc.catalog.listed"));
+/// # Ok::<(), shmbus::Error>(())
+/// ```
+pub fn list(namespace: Option<&str>) -> Result<Vec<ObjectInfo>> {
+    // Validate the namespace the same way names are.
+    let probe = Name::with_namespace("x", namespace)?;
+    let prefix = dir_prefix(probe.namespace());
+    let entries = sys::list_shm_dir().map_err(|source| Error::Os {
+        name: sys::SHM_DIR.to_owned(),
+        action: "list",
+        source,
+    })?;
+    let mut out = Vec::new();
+    for entry in entries {
+        let Some(user) = entry.strip_prefix(&prefix) else {
+            continue;
+        };
+        // Objects whose names we would not create (made by hand) are skipped.
+        let Ok(name) = Name::with_namespace(user, namespace) else {
+            continue;
+        };
+        match inspect(&name) {
+            Ok(info) => out.push(info),
+            Err(Error::NotFound { .. }) => {} // removed while we looked
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+/// Describes one object. Only a missing object is an error; an unreadable or corrupt one
+/// is described with [`ObjectInfo::problem`] set.
+///
+/// ```
+/// # shmbus::doctest_namespace();
+/// use shmbus::{inspect, Event, EventMode, LiveState, Name};
+/// let ev = Event::create("doc.catalog.ev", EventMode::AutoReset)?;
+/// ev.set();
+/// let info = inspect(ev.name())?;
+/// let state = info.header.unwrap().state;
+/// assert!(matches!(state, LiveState::Event { set: true, .. }));
+/// # Ok::<(), shmbus::Error>(())
+/// ```
+pub fn inspect(name: &Name) -> Result<ObjectInfo> {
+    let stat = sys::stat_shm(name.os_name()).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::NotFound {
+            name: name.describe(),
+        },
+        _ => Error::Os {
+            name: name.describe(),
+            action: "stat",
+            source: e,
+        },
+    })?;
+    let opts = Options::new()
+        .namespace(name.namespace())
+        .open_timeout(Duration::from_millis(100));
+    let (header, problem) = match Segment::open_kind(name.clone(), None, &opts, false) {
+        Ok(seg) => (Some(header_info(&seg)), None),
+        Err(e @ Error::NotFound { .. }) => return Err(e),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    Ok(ObjectInfo {
+        name: name.clone(),
+        size: stat.size,
+        owner: stat.uid,
+        mode: stat.mode,
+        header,
+        problem,
+    })
+}
+
+fn header_info(seg: &Segment) -> HeaderInfo {
+    let h = seg.header();
+    let state = match h.kind {
+        Kind::Segment => LiveState::Segment,
+        Kind::Event => match crate::event::live_state(seg) {
+            Some((mode, set, waiters, raw)) => LiveState::Event {
+                mode,
+                set,
+                waiters,
+                raw,
+            },
+            None => LiveState::Segment,
+        },
+        Kind::Blackboard => {
+            let (version, len, writer, waiters) = crate::blackboard::live_state(seg);
+            LiveState::Blackboard {
+                version,
+                len,
+                writer,
+                waiters,
+            }
+        }
+    };
+    HeaderInfo {
+        kind: h.kind,
+        layout_version: h.fields.layout_version,
+        capacity: h.fields.capacity,
+        creator_pid: h.fields.creator_pid,
+        created: UNIX_EPOCH + Duration::from_nanos(h.fields.created_unix_ns),
+        state,
+    }
+}

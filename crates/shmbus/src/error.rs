@@ -1,0 +1,224 @@
+//! The crate's one error type.
+
+use std::io;
+use std::time::Duration;
+
+use crate::header::Kind;
+
+/// Shorthand for `Result<T, shmbus::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong, each with a message that says what to do about it.
+///
+/// `name` fields hold the object's name as the user wrote it, with its namespace when there
+/// is one (`imu` or `imu (namespace test)`).
+///
+/// ```
+/// # shmbus::doctest_namespace();
+/// let err = shmbus::Blackboard::open("doc.error.missing").unwrap_err();
+/// assert!(matches!(err, shmbus::Error::NotFound { .. }));
+/// assert!(err.to_string().contains("shmbus ls"));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The name breaks the naming rules.
+    #[error(
+        "invalid name `{name}`: {reason} (names are 1 to 200 characters of A-Z a-z 0-9 . _ - \
+         and do not start with `.`)"
+    )]
+    InvalidName {
+        /// The rejected name.
+        name: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
+
+    /// The namespace breaks the naming rules.
+    #[error(
+        "invalid namespace `{namespace}`: {reason} (namespaces are 1 to 32 characters of \
+         A-Z a-z 0-9 _ -; check SHMBUS_NAMESPACE)"
+    )]
+    InvalidNamespace {
+        /// The rejected namespace.
+        namespace: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
+
+    /// No object of that name exists.
+    #[error(
+        "no shmbus object `{name}`: create it first, or check the name and SHMBUS_NAMESPACE \
+         (`shmbus ls` lists what exists)"
+    )]
+    NotFound {
+        /// The missing object.
+        name: String,
+    },
+
+    /// `create` found an object of that name already.
+    #[error("`{name}` already exists: open it instead, or remove it first with `shmbus rm {name}`")]
+    AlreadyExists {
+        /// The existing object.
+        name: String,
+    },
+
+    /// The operating system refused access.
+    #[error(
+        "permission denied to {action} `{name}`: it belongs to uid {owner} with mode {mode:04o}; \
+         run as that user, or have the creator pass a wider mode (e.g. --mode 0666)"
+    )]
+    PermissionDenied {
+        /// The object.
+        name: String,
+        /// What was attempted ("open", "remove", ...).
+        action: &'static str,
+        /// Owner uid of the object, when known (`u32::MAX` otherwise).
+        owner: u32,
+        /// Permission bits of the object, when known.
+        mode: u32,
+    },
+
+    /// The object is another kind of shmbus object.
+    #[error("`{name}` is a {found}, not a {expected}: use the matching command or type")]
+    WrongKind {
+        /// The object.
+        name: String,
+        /// The kind asked for.
+        expected: Kind,
+        /// The kind it is.
+        found: Kind,
+    },
+
+    /// The object was made by a shmbus with another memory layout.
+    #[error(
+        "`{name}` has layout version {found} but this shmbus speaks version {expected}: use the \
+         same shmbus version on both sides, or remove and recreate the object"
+    )]
+    VersionMismatch {
+        /// The object.
+        name: String,
+        /// Layout version in its header.
+        found: u32,
+        /// Layout version of this library.
+        expected: u32,
+    },
+
+    /// The object does not start with the shmbus magic number.
+    #[error("`{name}` is not a shmbus object (wrong magic number): pick another name, or remove it")]
+    NotShmbus {
+        /// The object.
+        name: String,
+    },
+
+    /// The object is too small to hold what its header promises (or any header at all).
+    #[error(
+        "`{name}` is {size} bytes, too small for {needed} bytes of shmbus header and data: it is \
+         damaged or still being created; remove it with `shmbus rm {name}` if this persists"
+    )]
+    TooSmall {
+        /// The object.
+        name: String,
+        /// Its size in bytes.
+        size: u64,
+        /// The size it needs.
+        needed: u64,
+    },
+
+    /// The header or the live state holds impossible values.
+    #[error("`{name}` is corrupt: {reason}; remove it with `shmbus rm {name}` and recreate it")]
+    Corrupt {
+        /// The object.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// The creator has not finished initialising the object.
+    #[error(
+        "`{name}` is still being initialised after {waited:?}: if its creator crashed, remove it \
+         with `shmbus rm {name}`"
+    )]
+    NotReady {
+        /// The object.
+        name: String,
+        /// How long we waited.
+        waited: Duration,
+    },
+
+    /// An existing object was created with another configuration than the one asked for.
+    #[error("`{name}` exists with {found}, not {requested}: open it without options, or remove it")]
+    ConfigMismatch {
+        /// The object.
+        name: String,
+        /// The configuration asked for.
+        requested: String,
+        /// The configuration it has.
+        found: String,
+    },
+
+    /// A message does not fit.
+    #[error(
+        "a message of {len} bytes does not fit in `{name}`, whose capacity is {capacity} bytes: \
+         send less, or recreate it with a larger capacity"
+    )]
+    TooLarge {
+        /// The object.
+        name: String,
+        /// Length of the message.
+        len: usize,
+        /// What fits.
+        capacity: usize,
+    },
+
+    /// The caller's buffer is smaller than the value.
+    #[error("the value of `{name}` is {needed} bytes but the buffer holds only {len}: pass a larger buffer")]
+    BufferTooSmall {
+        /// The object.
+        name: String,
+        /// The value's length.
+        needed: usize,
+        /// The buffer's length.
+        len: usize,
+    },
+
+    /// A writer died in the middle of writing the value, which is therefore lost.
+    #[error(
+        "the writer of `{name}` died in the middle of a write and the value is lost: write a \
+         new value"
+    )]
+    WriterDied {
+        /// The object.
+        name: String,
+    },
+
+    /// Another writer holds the object longer than the timeout.
+    #[error("`{name}` stayed busy with another writer for {waited:?}: try again")]
+    Busy {
+        /// The object.
+        name: String,
+        /// How long we waited.
+        waited: Duration,
+    },
+
+    /// A receive handler panicked; its thread stopped.
+    #[error("the receive handler of `{name}` panicked: {message}")]
+    HandlerPanicked {
+        /// The object the handler listened to.
+        name: String,
+        /// The panic's message.
+        message: String,
+    },
+
+    /// An operating-system call failed for another reason.
+    #[error("{action} `{name}` failed: {source}")]
+    Os {
+        /// The object.
+        name: String,
+        /// What was attempted.
+        action: &'static str,
+        /// What the OS said.
+        #[source]
+        source: io::Error,
+    },
+}

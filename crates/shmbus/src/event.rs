@@ -1,0 +1,458 @@
+//! Cross-process events: manual- and auto-reset, on a futex word in the segment.
+//!
+//! # Layout (after the 128-byte header)
+//!
+//! | offset | field     | type                  | written by                |
+//! |-------:|-----------|-----------------------|---------------------------|
+//! |    128 | `state`   | u32, own 128-byte line | `set` / `reset` / waiters that consume (auto) |
+//! |    256 | `waiters` | u32, own 128-byte line | waiters                   |
+//!
+//! # The state word
+//!
+//! | mode          | bits                                             |
+//! |---------------|--------------------------------------------------|
+//! | manual reset  | bit 0: set; bits 1..32: generation, +1 per set that changed unset to set |
+//! | auto reset    | number of pending releases, at most `waiters + 1` |
+//!
+//! A manual-reset waiter returns when the event is set *or the generation moved on*: a
+//! waiter that slept through a `set` quickly followed by `reset` is still released (the
+//! original design lost exactly that wake-up). An auto-reset `set` adds one release (unless
+//! there are already more than waiters), and each released waiter takes one with a CAS, so a
+//! set releases exactly one waiter, and stays set when nobody waits (Win32 semantics).
+//!
+//! `waiters` counts threads, in any process, that are about to sleep or sleeping. A `set`
+//! makes the futex wake syscall only when it is non-zero. Both sides put a `SeqCst` fence
+//! between their write and their read of the other's word (Dekker), so either the setter
+//! sees the waiter or the waiter sees the new state; and the futex call itself re-checks the
+//! state word in the kernel, so no wake-up is lost.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::header::{Kind, HEADER_SIZE};
+use crate::options::Options;
+use crate::padded::Padded;
+use crate::segment::{SharedSafe, Segment};
+use crate::sync::{fence, AtomicU32, Ordering::*};
+use crate::wait::{futex_wait, futex_wake, spin_until, Deadline};
+
+/// How an [`Event`] behaves after it releases waiters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EventMode {
+    /// Stays set, releasing every waiter, until [`Event::reset`].
+    ManualReset,
+    /// Each `set` releases exactly one waiter (or the next one to come), then the event
+    /// is unset again.
+    AutoReset,
+}
+
+impl EventMode {
+    fn to_flags(self) -> u32 {
+        match self {
+            EventMode::ManualReset => 0,
+            EventMode::AutoReset => 1,
+        }
+    }
+
+    fn from_flags(flags: u32) -> Option<EventMode> {
+        match flags {
+            0 => Some(EventMode::ManualReset),
+            1 => Some(EventMode::AutoReset),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for EventMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            EventMode::ManualReset => "manual-reset",
+            EventMode::AutoReset => "auto-reset",
+        })
+    }
+}
+
+/// The shared state of an event (see the module docs for the protocol).
+#[repr(C)]
+#[derive(Debug, Default)]
+pub(crate) struct EventState {
+    state: Padded<AtomicU32>,
+    waiters: Padded<AtomicU32>,
+}
+
+// SAFETY: repr(C), two atomics and alignment padding: valid for any bits, mutated only
+// through the atomics.
+unsafe impl SharedSafe for EventState {}
+
+#[cfg(not(loom))]
+const _: () = {
+    assert!(std::mem::size_of::<EventState>() == 256);
+    assert!(std::mem::offset_of!(EventState, waiters) == 128);
+};
+
+/// Bytes an event needs after the header.
+pub(crate) const fn layout_size() -> u64 {
+    256
+}
+
+impl EventState {
+    pub(crate) fn set(&self, mode: EventMode) {
+        match mode {
+            EventMode::ManualReset => {
+                let mut s = self.state.load(Relaxed);
+                loop {
+                    if s & 1 == 1 {
+                        return; // already set: nothing changes, nobody new to wake
+                    }
+                    let next = (s | 1).wrapping_add(2);
+                    // SYNC: Release pairs with the waiters' Acquire loads of `state`, so what
+                    // the setter wrote before `set` is visible to whoever it releases.
+                    match self.state.compare_exchange_weak(s, next, Release, Relaxed) {
+                        Ok(_) => break,
+                        Err(now) => s = now,
+                    }
+                }
+                self.wake_if_waiters(u32::MAX);
+            }
+            EventMode::AutoReset => {
+                let mut s = self.state.load(Relaxed);
+                loop {
+                    let waiters = self.waiters.load(Relaxed);
+                    if s > waiters {
+                        return; // every waiter has a release pending, plus one: stays set
+                    }
+                    match self.state.compare_exchange_weak(s, s + 1, Release, Relaxed) {
+                        Ok(_) => break,
+                        Err(now) => s = now,
+                    }
+                }
+                self.wake_if_waiters(1);
+            }
+        }
+    }
+
+    fn wake_if_waiters(&self, n: u32) {
+        // SYNC: pairs with the SeqCst fence in `sleep` (Dekker): either we see its waiter
+        // count, or it sees our new state before it sleeps.
+        fence(SeqCst);
+        if self.waiters.load(Relaxed) > 0 {
+            futex_wake(&self.state, n);
+        }
+    }
+
+    pub(crate) fn reset(&self, mode: EventMode) {
+        match mode {
+            EventMode::ManualReset => {
+                self.state.fetch_and(!1, Relaxed);
+            }
+            EventMode::AutoReset => self.state.store(0, Relaxed),
+        }
+    }
+
+    pub(crate) fn is_set(&self, mode: EventMode) -> bool {
+        let s = self.state.load(Relaxed);
+        match mode {
+            EventMode::ManualReset => s & 1 == 1,
+            EventMode::AutoReset => s > 0,
+        }
+    }
+
+    pub(crate) fn waiters(&self) -> u32 {
+        self.waiters.load(Relaxed)
+    }
+
+    pub(crate) fn raw_state(&self) -> u32 {
+        self.state.load(Relaxed)
+    }
+
+    /// Takes one pending release (auto reset).
+    fn try_take(&self) -> bool {
+        let mut s = self.state.load(Relaxed);
+        while s > 0 {
+            // SYNC: Acquire pairs with the Release CAS in `set`.
+            match self.state.compare_exchange_weak(s, s - 1, Acquire, Relaxed) {
+                Ok(_) => return true,
+                Err(now) => s = now,
+            }
+        }
+        false
+    }
+
+    /// Waits until released or `deadline`; `true` when released.
+    pub(crate) fn wait(&self, mode: EventMode, spin: Duration, deadline: Deadline) -> bool {
+        // SYNC: Acquire pairs with the Release CAS in `set`.
+        let start = self.state.load(Acquire);
+        let released = |s: u32| s & 1 == 1 || (s | 1) != (start | 1);
+        // Checks the condition; for auto reset, takes the release. Returns the state word
+        // to sleep on when not released.
+        let check = || -> Result<(), u32> {
+            match mode {
+                EventMode::ManualReset => {
+                    let s = self.state.load(Acquire);
+                    if released(s) {
+                        Ok(())
+                    } else {
+                        Err(s)
+                    }
+                }
+                EventMode::AutoReset => {
+                    if self.try_take() {
+                        Ok(())
+                    } else {
+                        Err(0)
+                    }
+                }
+            }
+        };
+        if spin_until(spin, || check().is_ok()) {
+            return true;
+        }
+        // Counted as a waiter for the whole sleep phase, not per sleep: a setter that reads
+        // `waiters` never sees a waiter vanish and come back while it still waits.
+        self.waiters.fetch_add(1, Relaxed);
+        // SYNC: pairs with the fence in `wake_if_waiters` (Dekker).
+        fence(SeqCst);
+        let released = loop {
+            match check() {
+                Ok(()) => break true,
+                Err(_) if deadline.expired() => break false,
+                Err(s) => futex_wait(&self.state, s, deadline.remaining()),
+            }
+        };
+        self.waiters.fetch_sub(1, Relaxed);
+        released
+    }
+}
+
+/// A named cross-process event, like a Win32 named event but with no lost wake-ups.
+///
+/// ```
+/// # shmbus::doctest_namespace();
+/// use shmbus::{Event, EventMode};
+/// use std::time::Duration;
+///
+/// let ready = Event::create("doc.event.ready", EventMode::ManualReset)?;
+/// let waiter = Event::open("doc.event.ready")?; // in another process, typically
+/// let t = std::thread::spawn(move || waiter.wait_timeout(Duration::from_secs(5)));
+/// ready.set();
+/// assert!(t.join().unwrap());
+/// assert!(ready.is_set()); // manual reset: stays set
+/// ready.reset();
+/// assert!(!ready.wait_timeout(Duration::from_millis(1)));
+/// # Ok::<(), shmbus::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Event {
+    seg: Segment,
+    mode: EventMode,
+    spin: Duration,
+}
+
+impl Event {
+    /// Creates an event (unset); [`Error::AlreadyExists`] if the name is taken.
+    pub fn create(name: &str, mode: EventMode) -> Result<Event> {
+        Self::create_with(name, mode, &Options::default())
+    }
+
+    /// [`Event::create`] with options.
+    pub fn create_with(name: &str, mode: EventMode, opts: &Options) -> Result<Event> {
+        let seg = Segment::create_kind(opts.name(name)?, Kind::Event, 0, mode.to_flags(), opts)?;
+        Event::from_segment(seg, opts)
+    }
+
+    /// Opens an existing event.
+    pub fn open(name: &str) -> Result<Event> {
+        Self::open_with(name, &Options::default())
+    }
+
+    /// [`Event::open`] with options.
+    pub fn open_with(name: &str, opts: &Options) -> Result<Event> {
+        let seg = Segment::open_kind(opts.name(name)?, Some(Kind::Event), opts, true)?;
+        Event::from_segment(seg, opts)
+    }
+
+    /// Opens the event, or creates it; race-free. [`Error::ConfigMismatch`] if it exists
+    /// with the other mode.
+    pub fn create_or_open(name: &str, mode: EventMode) -> Result<Event> {
+        Self::create_or_open_with(name, mode, &Options::default())
+    }
+
+    /// [`Event::create_or_open`] with options.
+    pub fn create_or_open_with(name: &str, mode: EventMode, opts: &Options) -> Result<Event> {
+        let seg = Segment::create_or_open_kind(
+            opts.name(name)?,
+            Kind::Event,
+            0,
+            mode.to_flags(),
+            opts,
+        )?;
+        let event = Event::from_segment(seg, opts)?;
+        if event.mode != mode {
+            return Err(Error::ConfigMismatch {
+                name: event.seg.name().describe(),
+                requested: mode.to_string(),
+                found: event.mode.to_string(),
+            });
+        }
+        Ok(event)
+    }
+
+    fn from_segment(seg: Segment, opts: &Options) -> Result<Event> {
+        let flags = seg.header().fields.flags;
+        let mode = EventMode::from_flags(flags).ok_or_else(|| Error::Corrupt {
+            name: seg.name().describe(),
+            reason: format!("unknown event mode {flags}"),
+        })?;
+        Ok(Event {
+            seg,
+            mode,
+            spin: opts.spin,
+        })
+    }
+
+    fn state(&self) -> &EventState {
+        self.seg.at(HEADER_SIZE)
+    }
+
+    /// The event's name.
+    pub fn name(&self) -> &crate::Name {
+        self.seg.name()
+    }
+
+    /// Manual or auto reset, as fixed at creation.
+    pub fn mode(&self) -> EventMode {
+        self.mode
+    }
+
+    /// Sets the event: releases every waiter (manual reset) or exactly one (auto reset).
+    /// Costs no syscall when nobody waits.
+    pub fn set(&self) {
+        self.state().set(self.mode)
+    }
+
+    /// Unsets the event. Waiters already released stay released.
+    pub fn reset(&self) {
+        self.state().reset(self.mode)
+    }
+
+    /// Whether the event is set now.
+    pub fn is_set(&self) -> bool {
+        self.state().is_set(self.mode)
+    }
+
+    /// Waits until the event is set (and, in auto-reset mode, takes the release).
+    pub fn wait(&self) {
+        self.state().wait(self.mode, self.spin, Deadline::after(None));
+    }
+
+    /// Waits at most `timeout`; `true` when released, `false` on timeout.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.state()
+            .wait(self.mode, self.spin, Deadline::after(Some(timeout)))
+    }
+}
+
+pub(crate) fn live_state(seg: &Segment) -> Option<(EventMode, bool, u32, u32)> {
+    let mode = EventMode::from_flags(seg.header().fields.flags)?;
+    let st: &EventState = seg.at(HEADER_SIZE);
+    Some((mode, st.is_set(mode), st.waiters(), st.raw_state()))
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    #[test]
+    fn manual_reset_pulse_releases_sleepers() {
+        let st = Arc::new(EventState::default());
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let st = st.clone();
+                std::thread::spawn(move || {
+                    st.wait(EventMode::ManualReset, Duration::ZERO, Deadline::after(Some(Duration::from_secs(10))))
+                })
+            })
+            .collect();
+        while st.waiters() < 3 {
+            std::thread::yield_now();
+        }
+        // set then reset at once: every sleeper was present at the set and must go.
+        st.set(EventMode::ManualReset);
+        st.reset(EventMode::ManualReset);
+        for w in waiters {
+            assert!(w.join().unwrap());
+        }
+    }
+
+    #[test]
+    fn auto_reset_releases_one_per_set_and_stays_set_without_waiters() {
+        let st = EventState::default();
+        st.set(EventMode::AutoReset);
+        st.set(EventMode::AutoReset); // no waiters: stays set once, not twice
+        let d = || Deadline::after(Some(Duration::from_millis(20)));
+        assert!(st.wait(EventMode::AutoReset, Duration::ZERO, d()));
+        assert!(!st.wait(EventMode::AutoReset, Duration::ZERO, d()));
+    }
+
+    #[test]
+    fn timeout_is_honoured() {
+        let st = EventState::default();
+        let t = Instant::now();
+        assert!(!st.wait(EventMode::ManualReset, Duration::ZERO, Deadline::after(Some(Duration::from_millis(30)))));
+        assert!(t.elapsed() >= Duration::from_millis(30));
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::Arc;
+    use loom::thread;
+
+    fn forever() -> Deadline {
+        Deadline::after(None)
+    }
+
+    /// A waiter racing a set always wakes (a lost wake-up is a loom deadlock).
+    #[test]
+    fn manual_reset_never_loses_a_wakeup() {
+        loom::model(|| {
+            let st = Arc::new(EventState::default());
+            let w = {
+                let st = st.clone();
+                thread::spawn(move || st.wait(EventMode::ManualReset, Duration::ZERO, forever()))
+            };
+            st.set(EventMode::ManualReset);
+            st.reset(EventMode::ManualReset);
+            assert!(w.join().unwrap());
+        });
+    }
+
+    /// Two sets release two waiters; no release is lost or doubled.
+    #[test]
+    fn auto_reset_two_sets_two_waiters() {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(2);
+        b.check(|| {
+            let st = Arc::new(EventState::default());
+            let ws: Vec<_> = (0..2)
+                .map(|_| {
+                    let st = st.clone();
+                    thread::spawn(move || st.wait(EventMode::AutoReset, Duration::ZERO, forever()))
+                })
+                .collect();
+            // Wait until both announced themselves, so the second set is not capped away.
+            while st.waiters() < 2 {
+                loom::thread::yield_now();
+            }
+            st.set(EventMode::AutoReset);
+            st.set(EventMode::AutoReset);
+            for w in ws {
+                assert!(w.join().unwrap());
+            }
+        });
+    }
+}

@@ -1,0 +1,164 @@
+//! Receive handlers: a background thread that calls user code for each update, and the guard
+//! that stops it.
+
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crate::error::{Error, Result};
+
+/// One update handed to a receive handler.
+#[derive(Debug, Clone, Copy)]
+pub struct Update<'a> {
+    /// Version of this value (counts writes since the object was created).
+    pub version: u64,
+    /// Versions written since the previous update that the handler never saw (they were
+    /// overwritten before it could read them).
+    pub skipped: u64,
+    /// The value's bytes.
+    pub data: &'a [u8],
+}
+
+/// What a receive handler did before it stopped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HandlerStats {
+    /// Updates delivered to the handler.
+    pub delivered: u64,
+    /// Versions skipped in total.
+    pub skipped: u64,
+}
+
+/// How the guard tells the handler thread to stop, without a lost wake-up.
+///
+/// The thread sets `waiting` before it checks `stop` and sleeps; the guard sets `stop`, then
+/// looks at `waiting`. Both with `SeqCst`: if the guard sees `waiting == false`, the thread
+/// will see `stop` before its next sleep, so a plain `join` suffices; if it sees `true`, it
+/// wakes the sleep until the thread has left it.
+#[derive(Debug, Default)]
+pub(crate) struct Stopper {
+    stop: AtomicBool,
+    waiting: AtomicBool,
+}
+
+impl Stopper {
+    /// Called by the thread just before it sleeps; `true` means stop instead.
+    pub(crate) fn enter_wait(&self) -> bool {
+        self.waiting.store(true, SeqCst);
+        if self.stop.load(SeqCst) {
+            self.waiting.store(false, SeqCst);
+            return true;
+        }
+        false
+    }
+
+    /// Called by the thread after its sleep.
+    pub(crate) fn leave_wait(&self) {
+        self.waiting.store(false, SeqCst);
+    }
+}
+
+/// Keeps a receive handler running; dropping it stops the thread and joins it.
+///
+/// Stopping takes as long as the handler's current call, plus a futex wake-up: no sleeps,
+/// no polling intervals. If the handler panicked, [`HandlerGuard::stop`] returns
+/// [`Error::HandlerPanicked`]; a guard that is just dropped prints that error to stderr,
+/// so it is never lost silently.
+#[must_use = "the handler stops when the guard is dropped"]
+pub struct HandlerGuard {
+    name: String,
+    stopper: Arc<Stopper>,
+    wake: Box<dyn Fn() + Send + Sync>,
+    thread: Option<JoinHandle<Result<HandlerStats>>>,
+}
+
+impl std::fmt::Debug for HandlerGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandlerGuard")
+            .field("name", &self.name)
+            .field("finished", &self.is_finished())
+            .finish()
+    }
+}
+
+impl HandlerGuard {
+    /// Starts `body` on a thread named after the object. `body` gets the stopper to pass to
+    /// its waits; `wake` interrupts those waits.
+    pub(crate) fn spawn(
+        name: String,
+        wake: Box<dyn Fn() + Send + Sync>,
+        body: impl FnOnce(&Stopper) -> Result<HandlerStats> + Send + 'static,
+    ) -> Result<HandlerGuard> {
+        let stopper = Arc::new(Stopper::default());
+        let thread_stopper = stopper.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("shmbus-handler:{name}"))
+            .spawn(move || body(&thread_stopper))
+            .map_err(|source| Error::Os {
+                name: name.clone(),
+                action: "start the handler thread for",
+                source,
+            })?;
+        Ok(HandlerGuard {
+            name,
+            stopper,
+            wake,
+            thread: Some(thread),
+        })
+    }
+
+    /// Whether the thread has ended (after a panic or an error, or after `stop`).
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Stops the handler, waits for its thread, and says how it went.
+    pub fn stop(mut self) -> Result<HandlerStats> {
+        self.stop_and_join()
+    }
+
+    fn stop_and_join(&mut self) -> Result<HandlerStats> {
+        let Some(thread) = self.thread.take() else {
+            return Ok(HandlerStats::default());
+        };
+        self.stopper.stop.store(true, SeqCst);
+        while self.stopper.waiting.load(SeqCst) && !thread.is_finished() {
+            (self.wake)();
+            std::thread::yield_now();
+        }
+        match thread.join() {
+            Ok(result) => result,
+            Err(payload) => Err(Error::HandlerPanicked {
+                name: self.name.clone(),
+                message: panic_message(&*payload),
+            }),
+        }
+    }
+}
+
+impl Drop for HandlerGuard {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop_and_join() {
+            eprintln!("shmbus: {e}");
+        }
+    }
+}
+
+/// Runs one handler call, turning a panic into [`Error::HandlerPanicked`].
+pub(crate) fn call_handler(name: &str, f: impl FnOnce()) -> Result<()> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| Error::HandlerPanicked {
+        name: name.to_owned(),
+        message: panic_message(&*payload),
+    })
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}

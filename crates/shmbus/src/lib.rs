@@ -1,0 +1,66 @@
+//! # shmbus
+//!
+//! Inter-process communication through shared memory on Linux.
+//!
+//! shmbus gives processes on one machine named objects that live in POSIX shared
+//! memory (`/dev/shm/shmbus.<name>`):
+//!
+//! - [`Segment`]: a named block of bytes with a [`Read`](std::io::Read) +
+//!   [`Write`](std::io::Write) + [`Seek`](std::io::Seek) stream view;
+//! - [`Event`]: a cross-process event, manual- or auto-reset, that never loses a wake-up;
+//! - [`Blackboard`]: the latest value of something, written by one writer at a time and read
+//!   torn-read free by any number of readers, with a receive handler on a background thread.
+//!
+//! Every byte read from a mapping is treated as untrusted: a corrupt or hostile segment
+//! gives an [`Error`], never a panic or undefined behaviour.
+//!
+//! ```
+//! # shmbus::doctest_namespace();
+//! use shmbus::Blackboard;
+//! use std::time::Duration;
+//!
+//! let board = Blackboard::create("doc.lib.temperature", 64)?;
+//! let reader = Blackboard::open("doc.lib.temperature")?;
+//! board.write(b"21.5 C")?;
+//! let (version, bytes) = reader.read()?;
+//! assert_eq!((version, bytes.as_slice()), (1, &b"21.5 C"[..]));
+//! // Wait for something newer than what we hold (times out here: nobody writes).
+//! assert_eq!(reader.wait_newer(version, Some(Duration::from_millis(10)))?, None);
+//! # Ok::<(), shmbus::Error>(())
+//! ```
+#![deny(unsafe_op_in_unsafe_fn, missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+mod blackboard;
+mod catalog;
+mod error;
+mod event;
+mod handler;
+mod header;
+mod name;
+mod liveness;
+mod options;
+mod padded;
+mod seqlock;
+mod shared_bytes;
+mod segment;
+mod sync;
+mod sys;
+mod wait;
+
+pub use blackboard::Blackboard;
+pub use catalog::{inspect, list, HeaderInfo, LiveState, ObjectInfo};
+pub use error::{Error, Result};
+pub use event::{Event, EventMode};
+pub use handler::{HandlerGuard, HandlerStats, Update};
+pub use header::{Kind, LAYOUT_VERSION};
+pub use name::Name;
+pub use options::Options;
+pub use segment::{Segment, SegmentStream};
+
+/// Puts this process in a namespace of its own, so that doc examples running in parallel
+/// (and objects they leave if they fail) never collide with real objects.
+#[doc(hidden)]
+pub fn doctest_namespace() {
+    std::env::set_var(name::NAMESPACE_ENV, format!("doctest-{}", std::process::id()));
+}

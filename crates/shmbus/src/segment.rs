@@ -1,0 +1,498 @@
+//! Named shared-memory objects: create, open, remove, map, and the plain byte view.
+//!
+//! Every kind of object ([`crate::Event`], [`crate::Blackboard`], the raw [`Segment`]) is a
+//! `Segment` underneath: a POSIX shared-memory object that starts with the
+//! [header](crate::header) and continues with the kind's own state at offset 128.
+#![allow(unsafe_code)]
+
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::error::{Error, Result};
+use crate::header::{Header, HeaderFields, Kind, RawHeader, HEADER_SIZE, LAYOUT_VERSION, MAGIC, READY};
+use crate::name::Name;
+use crate::options::Options;
+use crate::sync::{AtomicU8, Ordering};
+use crate::sys::{self, FileStat, Mapping};
+
+/// Largest data size any object may declare (1 TiB): keeps every offset computation far from
+/// overflow whatever a header claims.
+pub(crate) const MAX_CAPACITY: u64 = 1 << 40;
+
+/// Types that may be viewed in a shared mapping.
+///
+/// # Safety
+/// Implementors are `#[repr(C)]` (or primitive), valid for every bit pattern (another process
+/// may write anything), contain no pointers, and allow shared mutation only through atomics.
+pub(crate) unsafe trait SharedSafe: Sync {}
+// SAFETY: atomics are valid for any bit pattern and mutable through `&`.
+unsafe impl SharedSafe for AtomicU8 {}
+// SAFETY: as above.
+unsafe impl SharedSafe for crate::sync::AtomicU32 {}
+// SAFETY: as above.
+unsafe impl SharedSafe for crate::sync::AtomicU64 {}
+
+/// How big an object of `kind` with the header's capacity must be, or why it cannot exist.
+pub(crate) fn layout_size(kind: Kind, fields: &HeaderFields) -> std::result::Result<u64, String> {
+    if fields.capacity > MAX_CAPACITY {
+        return Err(format!("capacity {} is larger than 1 TiB", fields.capacity));
+    }
+    let state = match kind {
+        Kind::Segment => fields.capacity,
+        Kind::Event => crate::event::layout_size(),
+        Kind::Blackboard => crate::blackboard::layout_size(fields.capacity),
+    };
+    Ok(HEADER_SIZE as u64 + state)
+}
+
+/// A named shared-memory object holding a plain block of bytes.
+///
+/// The original design's "named memory-mapped file": any process that knows the name can
+/// open it and read or write the bytes through [`Segment::stream`]. There is no
+/// synchronisation between writers and readers here (that is what [`crate::Blackboard`] adds),
+/// but every access is a (relaxed) atomic one, so a racing access gives stale or mixed bytes,
+/// never undefined behaviour.
+///
+/// ```
+/// # shmbus::doctest_namespace();
+/// use shmbus::Segment;
+/// use std::io::{Read, Seek, SeekFrom, Write};
+///
+/// let seg = Segment::create("doc.segment.bytes", 1024)?;
+/// seg.stream().write_all(b"hello")?;
+///
+/// let other = Segment::open("doc.segment.bytes")?;
+/// let mut buf = [0u8; 5];
+/// let mut stream = other.stream();
+/// stream.seek(SeekFrom::Start(0))?;
+/// stream.read_exact(&mut buf)?;
+/// assert_eq!(&buf, b"hello");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Segment {
+    name: Name,
+    fd: OwnedFd,
+    map: Mapping,
+    header: Header,
+    stat: FileStat,
+    remove_on_drop: bool,
+}
+
+impl Segment {
+    /// Creates a segment with `size` bytes of data; fails with [`Error::AlreadyExists`] if the
+    /// name is taken. Removed when dropped (see [`Options::persistent`]).
+    pub fn create(name: &str, size: usize) -> Result<Segment> {
+        Self::create_with(name, size, &Options::default())
+    }
+
+    /// [`Segment::create`] with options.
+    pub fn create_with(name: &str, size: usize, opts: &Options) -> Result<Segment> {
+        Segment::create_kind(opts.name(name)?, Kind::Segment, size as u64, 0, opts)
+    }
+
+    /// Opens an existing segment.
+    pub fn open(name: &str) -> Result<Segment> {
+        Self::open_with(name, &Options::default())
+    }
+
+    /// [`Segment::open`] with options.
+    pub fn open_with(name: &str, opts: &Options) -> Result<Segment> {
+        Segment::open_kind(opts.name(name)?, Some(Kind::Segment), opts, true)
+    }
+
+    /// Opens the segment, or creates it with `size` bytes if it does not exist. Safe when
+    /// several processes race to do this: exactly one creates, the others open.
+    pub fn create_or_open(name: &str, size: usize) -> Result<Segment> {
+        Self::create_or_open_with(name, size, &Options::default())
+    }
+
+    /// [`Segment::create_or_open`] with options.
+    pub fn create_or_open_with(name: &str, size: usize, opts: &Options) -> Result<Segment> {
+        Segment::create_or_open_kind(opts.name(name)?, Kind::Segment, size as u64, 0, opts)
+    }
+
+    /// Removes the object called `name` (of any kind). Processes that have it open keep
+    /// their mapping; new opens fail with [`Error::NotFound`].
+    ///
+    /// ```
+    /// # shmbus::doctest_namespace();
+    /// let seg = shmbus::Segment::create_with("doc.segment.rm", 8,
+    ///     &shmbus::Options::new().persistent(true))?;
+    /// drop(seg);
+    /// shmbus::Segment::remove("doc.segment.rm")?;
+    /// assert!(matches!(shmbus::Segment::remove("doc.segment.rm"),
+    ///     Err(shmbus::Error::NotFound { .. })));
+    /// # Ok::<(), shmbus::Error>(())
+    /// ```
+    pub fn remove(name: &str) -> Result<()> {
+        Self::remove_with(name, &Options::default())
+    }
+
+    /// [`Segment::remove`] with options (for the namespace).
+    pub fn remove_with(name: &str, opts: &Options) -> Result<()> {
+        remove_name(&opts.name(name)?)
+    }
+
+    /// The object's name.
+    pub fn name(&self) -> &Name {
+        &self.name
+    }
+
+    /// Size of the data region in bytes.
+    pub fn size(&self) -> usize {
+        self.header.fields.capacity as usize
+    }
+
+    /// A `Read + Write + Seek` cursor over the data region, starting at offset 0.
+    pub fn stream(&self) -> SegmentStream<'_> {
+        SegmentStream {
+            bytes: self.slice::<AtomicU8>(HEADER_SIZE, self.size()),
+            pos: 0,
+        }
+    }
+
+    // ----- crate-internal: shared by every kind -----
+
+    pub(crate) fn create_kind(
+        name: Name,
+        kind: Kind,
+        capacity: u64,
+        flags: u32,
+        opts: &Options,
+    ) -> Result<Segment> {
+        let mut fields = HeaderFields {
+            magic: MAGIC,
+            layout_version: LAYOUT_VERSION,
+            kind: kind.to_raw(),
+            total_size: 0,
+            creator_pid: sys::pid(),
+            flags,
+            creator_start: sys::process_start_ticks(),
+            created_unix_ns: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0),
+            capacity,
+            reserved: 0,
+        };
+        let total = layout_size(kind, &fields).map_err(|reason| Error::Corrupt {
+            name: name.describe(),
+            reason,
+        })?;
+        fields.total_size = total;
+        let fd = sys::shm_create(name.os_name(), opts.mode).map_err(|e| match e.kind() {
+            io::ErrorKind::AlreadyExists => Error::AlreadyExists {
+                name: name.describe(),
+            },
+            _ => os_error(&name, "create", e),
+        })?;
+        // From here on, a failure must not leave a half-made object behind.
+        let unlink_on_error = |err: Error| {
+            let _ = sys::shm_unlink(name.os_name());
+            err
+        };
+        sys::ftruncate(sys::borrow(&fd), total)
+            .map_err(|e| unlink_on_error(os_error(&name, "size", e)))?;
+        let stat = sys::fstat(sys::borrow(&fd))
+            .map_err(|e| unlink_on_error(os_error(&name, "stat", e)))?;
+        let map = Mapping::new(sys::borrow(&fd), total as usize, true)
+            .map_err(|e| unlink_on_error(os_error(&name, "map", e)))?;
+        let raw = map.as_ptr().cast::<RawHeader>();
+        // SAFETY: the mapping is at least HEADER_SIZE bytes (layout_size adds it) and page
+        // aligned, so `raw` is valid and aligned for `HeaderFields`; nobody else uses the
+        // fields before `init` says READY, and volatile keeps the store from being elided.
+        unsafe { std::ptr::addr_of_mut!((*raw).fields).write_volatile(fields) };
+        let header = Header { kind, fields };
+        let seg = Segment {
+            name,
+            fd,
+            map,
+            header,
+            stat,
+            remove_on_drop: !opts.persistent,
+        };
+        // SYNC: Release pairs with the Acquire load of `init` in `open_kind`: whoever sees
+        // READY sees every field above (and the zeroed state that ftruncate gave us).
+        seg.raw_header().init.store(READY, Ordering::Release);
+        Ok(seg)
+    }
+
+    pub(crate) fn open_kind(
+        name: Name,
+        expected: Option<Kind>,
+        opts: &Options,
+        writable: bool,
+    ) -> Result<Segment> {
+        let start = Instant::now();
+        let mut backoff = Duration::from_micros(50);
+        loop {
+            match Segment::try_open(&name, writable)? {
+                Opened::Ready(seg) => {
+                    if let Some(expected) = expected {
+                        if seg.header.kind != expected {
+                            return Err(Error::WrongKind {
+                                name: name.describe(),
+                                expected,
+                                found: seg.header.kind,
+                            });
+                        }
+                    }
+                    return Ok(seg);
+                }
+                Opened::Initialising { size } => {
+                    let waited = start.elapsed();
+                    if waited >= opts.open_timeout {
+                        return Err(if size < HEADER_SIZE as u64 && size > 0 {
+                            Error::TooSmall {
+                                name: name.describe(),
+                                size,
+                                needed: HEADER_SIZE as u64,
+                            }
+                        } else {
+                            Error::NotReady {
+                                name: name.describe(),
+                                waited,
+                            }
+                        });
+                    }
+                    std::thread::sleep(backoff.min(opts.open_timeout - waited));
+                    backoff = (backoff * 2).min(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+
+    pub(crate) fn create_or_open_kind(
+        name: Name,
+        kind: Kind,
+        capacity: u64,
+        flags: u32,
+        opts: &Options,
+    ) -> Result<Segment> {
+        // Another process may remove the object between our failed create and our open; a
+        // few rounds settle any such race.
+        let mut last = None;
+        for _ in 0..16 {
+            match Segment::create_kind(name.clone(), kind, capacity, flags, opts) {
+                Err(Error::AlreadyExists { .. }) => {}
+                other => return other,
+            }
+            match Segment::open_kind(name.clone(), Some(kind), opts, true) {
+                Err(e @ Error::NotFound { .. }) => last = Some(e),
+                other => return other,
+            }
+        }
+        Err(last.unwrap_or(Error::NotFound {
+            name: name.describe(),
+        }))
+    }
+
+    /// One attempt at opening: `Initialising` when the creator has not finished.
+    fn try_open(name: &Name, writable: bool) -> Result<Opened> {
+        let fd = sys::shm_open(name.os_name(), writable).map_err(|e| open_error(name, e))?;
+        let stat = sys::fstat(sys::borrow(&fd)).map_err(|e| os_error(name, "stat", e))?;
+        if !stat.is_regular {
+            return Err(Error::NotShmbus {
+                name: name.describe(),
+            });
+        }
+        if stat.size < HEADER_SIZE as u64 {
+            // The creator may not have sized it yet.
+            return Ok(Opened::Initialising { size: stat.size });
+        }
+        let len = usize::try_from(stat.size).map_err(|_| Error::Corrupt {
+            name: name.describe(),
+            reason: format!("{} bytes do not fit in the address space", stat.size),
+        })?;
+        let map = Mapping::new(sys::borrow(&fd), len, writable)
+            .map_err(|e| os_error(name, "map", e))?;
+        let raw = map.as_ptr().cast::<RawHeader>();
+        // SAFETY: the mapping holds at least HEADER_SIZE bytes and is page aligned, so `raw`
+        // points to a valid, aligned `RawHeader`; `init` is an atomic.
+        let init = unsafe { &(*raw).init }.load(Ordering::Acquire);
+        // SAFETY: as above for the fields; `HeaderFields` is plain integers, valid for every
+        // bit pattern. The volatile copy is our one read of memory another process may be
+        // writing; everything after works on the private copy.
+        let fields = unsafe { std::ptr::addr_of!((*raw).fields).read_volatile() };
+        if fields.magic != MAGIC && fields.magic != 0 {
+            return Err(Error::NotShmbus {
+                name: name.describe(),
+            });
+        }
+        if init != READY {
+            return Ok(Opened::Initialising { size: stat.size });
+        }
+        let header = fields.validate(&name.describe(), stat.size, layout_size)?;
+        Ok(Opened::Ready(Segment {
+            name: name.clone(),
+            fd,
+            map,
+            header,
+            stat,
+            remove_on_drop: false,
+        }))
+    }
+
+    pub(crate) fn header(&self) -> &Header {
+        &self.header
+    }
+
+    pub(crate) fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+
+    fn raw_header(&self) -> &RawHeader {
+        // SAFETY: every mapping is at least HEADER_SIZE bytes (checked at create and open)
+        // and page aligned; `RawHeader` is plain integers plus an atomic.
+        unsafe { &*self.map.as_ptr().cast::<RawHeader>() }
+    }
+
+    /// A shared-memory value of type `T` at byte `offset`.
+    ///
+    /// Panics if `offset` is misaligned or out of the mapping: offsets are constants of the
+    /// kind's layout, and `layout_size` guaranteed at open that the mapping covers them, so a
+    /// panic here is a bug in shmbus, never the result of what another process wrote.
+    pub(crate) fn at<T: SharedSafe>(&self, offset: usize) -> &T {
+        &self.slice::<T>(offset, 1)[0]
+    }
+
+    /// `count` consecutive shared values of type `T` starting at byte `offset` (see [`Self::at`]).
+    pub(crate) fn slice<T: SharedSafe>(&self, offset: usize, count: usize) -> &[T] {
+        let size = std::mem::size_of::<T>()
+            .checked_mul(count)
+            .and_then(|n| n.checked_add(offset));
+        assert!(
+            size.is_some_and(|end| end <= self.map.len()),
+            "shmbus bug: {count} x {} bytes at {offset} outside a {} byte mapping",
+            std::mem::size_of::<T>(),
+            self.map.len()
+        );
+        assert_eq!(offset % std::mem::align_of::<T>(), 0, "shmbus bug: misaligned offset");
+        // SAFETY: in bounds and aligned (asserted above); `T: SharedSafe` is valid for any
+        // bits and only mutated through atomics, so shared references are sound even while
+        // other processes write. The slice borrows `self`, which owns the mapping.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(offset).cast::<T>(), count) }
+    }
+
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        if !self.remove_on_drop {
+            return;
+        }
+        // Only remove the name if it still refers to *our* object: someone may have removed
+        // it and created a new one under the same name meanwhile.
+        if let Ok(fd) = sys::shm_open(self.name.os_name(), false) {
+            if let Ok(st) = sys::fstat(sys::borrow(&fd)) {
+                if (st.dev, st.ino) == (self.stat.dev, self.stat.ino) {
+                    let _ = sys::shm_unlink(self.name.os_name());
+                }
+            }
+        }
+    }
+}
+
+enum Opened {
+    Ready(Segment),
+    Initialising { size: u64 },
+}
+
+pub(crate) fn remove_name(name: &Name) -> Result<()> {
+    sys::shm_unlink(name.os_name()).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => Error::NotFound {
+            name: name.describe(),
+        },
+        io::ErrorKind::PermissionDenied => permission_error(name, "remove"),
+        _ => os_error(name, "remove", e),
+    })
+}
+
+fn open_error(name: &Name, e: io::Error) -> Error {
+    match e.kind() {
+        io::ErrorKind::NotFound => Error::NotFound {
+            name: name.describe(),
+        },
+        io::ErrorKind::PermissionDenied => permission_error(name, "open"),
+        _ => os_error(name, "open", e),
+    }
+}
+
+fn permission_error(name: &Name, action: &'static str) -> Error {
+    let (owner, mode) = sys::stat_shm(name.os_name())
+        .map(|st| (st.uid, st.mode))
+        .unwrap_or((u32::MAX, 0));
+    Error::PermissionDenied {
+        name: name.describe(),
+        action,
+        owner,
+        mode,
+    }
+}
+
+pub(crate) fn os_error(name: &Name, action: &'static str, source: io::Error) -> Error {
+    Error::Os {
+        name: name.describe(),
+        action,
+        source,
+    }
+}
+
+/// The stream view of a segment's data region: a cursor with the semantics of
+/// `std::io::Cursor<&mut [u8]>` (reads stop at the end, writes past it write nothing).
+#[derive(Debug)]
+pub struct SegmentStream<'a> {
+    bytes: &'a [AtomicU8],
+    pos: u64,
+}
+
+impl Read for SegmentStream<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let start = (self.pos.min(self.bytes.len() as u64)) as usize;
+        let src = &self.bytes[start..];
+        let n = src.len().min(buf.len());
+        crate::shared_bytes::load_bytes_u8(&src[..n], &mut buf[..n]);
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Write for SegmentStream<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let start = (self.pos.min(self.bytes.len() as u64)) as usize;
+        let dst = &self.bytes[start..];
+        let n = dst.len().min(buf.len());
+        crate::shared_bytes::store_bytes_u8(&dst[..n], &buf[..n]);
+        self.pos += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Seek for SegmentStream<'_> {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        let (base, off) = match pos {
+            SeekFrom::Start(n) => {
+                self.pos = n;
+                return Ok(n);
+            }
+            SeekFrom::End(off) => (self.bytes.len() as u64, off),
+            SeekFrom::Current(off) => (self.pos, off),
+        };
+        match base.checked_add_signed(off) {
+            Some(n) => {
+                self.pos = n;
+                Ok(n)
+            }
+            None => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "invalid seek to a negative or overflowing position",
+            )),
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! Sleeping on a 32-bit word in shared memory, and the deadlines around it.
+//!
+//! `futex_wait` / `futex_wake` are the only blocking primitives of the crate. Outside loom they
+//! are the shared (not `FUTEX_PRIVATE_FLAG`) futex calls made by [`crate::sys`]; under loom
+//! they are modelled with a mutex and a condition variable, which has exactly the futex
+//! contract: the value check and the sleep are atomic with respect to a wake.
+
+use crate::sync::AtomicU32;
+use std::time::{Duration, Instant};
+
+/// When a blocking call gives up. `None` waits forever.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Deadline(Option<Instant>);
+
+impl Deadline {
+    /// A deadline `timeout` from now (`None`: never).
+    pub(crate) fn after(timeout: Option<Duration>) -> Self {
+        // A timeout too large to represent is the same as no timeout.
+        Deadline(timeout.and_then(|t| Instant::now().checked_add(t)))
+    }
+
+    /// Time left, `Some(ZERO)` once passed, `None` for no deadline.
+    pub(crate) fn remaining(&self) -> Option<Duration> {
+        self.0
+            .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// Whether the deadline has passed.
+    pub(crate) fn expired(&self) -> bool {
+        self.remaining() == Some(Duration::ZERO)
+    }
+}
+
+/// Sleeps while `*word == expected`, until woken, `timeout` passes, or a signal arrives.
+/// Spurious returns are allowed: callers always re-check their condition.
+#[cfg(not(loom))]
+pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+    crate::sys::futex_wait(word, expected, timeout);
+}
+
+/// Wakes up to `n` threads (in any process) sleeping on `word`.
+#[cfg(not(loom))]
+pub(crate) fn futex_wake(word: &AtomicU32, n: u32) {
+    crate::sys::futex_wake(word, n);
+}
+
+#[cfg(loom)]
+mod model {
+    use loom::sync::{Condvar, Mutex};
+    loom::lazy_static! {
+        pub(super) static ref PARK: (Mutex<()>, Condvar) = (Mutex::new(()), Condvar::new());
+    }
+}
+
+/// Loom model of `FUTEX_WAIT`: the check happens under the same lock a wake takes, so a wake
+/// that follows a store can never slip between the check and the sleep. Timeouts are not
+/// modelled (a model that needed one to finish reports a deadlock, which is the point).
+#[cfg(loom)]
+pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, _timeout: Option<Duration>) {
+    use crate::sync::Ordering;
+    let (lock, cv) = &*model::PARK;
+    let guard = lock.lock().unwrap();
+    if word.load(Ordering::SeqCst) == expected {
+        drop(cv.wait(guard).unwrap());
+    }
+}
+
+/// Loom model of `FUTEX_WAKE` (wakes everyone: futex allows spurious wake-ups).
+#[cfg(loom)]
+pub(crate) fn futex_wake(_word: &AtomicU32, _n: u32) {
+    let (lock, cv) = &*model::PARK;
+    let _guard = lock.lock().unwrap();
+    cv.notify_all();
+}
+
+/// Spins (with the CPU's spin hint) for at most `budget`, returning as soon as `ready()`.
+/// The clock is read every 64 iterations only.
+#[cfg(not(loom))]
+pub(crate) fn spin_until(budget: Duration, mut ready: impl FnMut() -> bool) -> bool {
+    if budget.is_zero() {
+        return ready();
+    }
+    let start = Instant::now();
+    loop {
+        for _ in 0..64 {
+            if ready() {
+                return true;
+            }
+            crate::sync::spin_hint();
+        }
+        if start.elapsed() >= budget {
+            return ready();
+        }
+    }
+}
+
+/// Under loom spinning only multiplies the states to explore: check once.
+#[cfg(loom)]
+pub(crate) fn spin_until(_budget: Duration, mut ready: impl FnMut() -> bool) -> bool {
+    ready()
+}
