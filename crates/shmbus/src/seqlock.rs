@@ -17,7 +17,7 @@
 //!
 //! Writer: CAS `writer` 0 → slot (Acquire); `seq` → odd (Relaxed); fence(Release); store
 //! data, `len`, `version` (Relaxed); `seq` → even (Release); `writer` → 0 (Release);
-//! fence(SeqCst); wake sleepers if `waiters > 0`.
+//! read `waiters` with an RMW (AcqRel) and wake sleepers if it is non-zero.
 //!
 //! Reader: load `seq` (Acquire), retry while odd; load `len`, `version`, data (Relaxed);
 //! fence(Acquire); re-load `seq` (Relaxed): unchanged means the copy is a consistent value.
@@ -129,9 +129,9 @@ impl Seqlock<'_> {
         w.seq.store(odd.wrapping_add(1), Release);
         // SYNC: Release pairs with the Acquire CAS in `lock` of the next writer.
         w.writer.store(0, Release);
-        // SYNC: pairs with the fence in `wait_newer` (Dekker on seq / waiters).
-        fence(SeqCst);
-        if self.ctl.waiters.load(Relaxed) > 0 {
+        // SYNC: an RMW, paired with the AcqRel fetch_add in `wait_newer` (see `event` for
+        // why RMWs on `waiters` on both sides rule out a lost wake-up).
+        if self.ctl.waiters.fetch_add(0, AcqRel) > 0 {
             futex_wake(&w.seq, u32::MAX);
         }
         Ok(version)
@@ -244,9 +244,8 @@ impl Seqlock<'_> {
         }) {
             return found;
         }
-        self.ctl.waiters.fetch_add(1, Relaxed);
-        // SYNC: pairs with the writer's fence(SeqCst) (Dekker on seq / waiters).
-        fence(SeqCst);
+        // SYNC: AcqRel RMW, paired with the writer's RMW on `waiters`.
+        self.ctl.waiters.fetch_add(1, AcqRel);
         let result = loop {
             let s = seq.load(Acquire);
             if let Some(v) = newer(s) {

@@ -12,12 +12,10 @@ pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicU8};
 
 pub(crate) use std::sync::atomic::Ordering;
 
-/// Spin-loop hint, or a loom yield so the model checker can schedule the other thread.
+/// Spin-loop hint.
+#[cfg(not(loom))]
 #[inline]
 pub(crate) fn spin_hint() {
-    #[cfg(loom)]
-    loom::thread::yield_now();
-    #[cfg(not(loom))]
     std::hint::spin_loop();
 }
 

@@ -147,6 +147,7 @@ impl Drop for Mapping {
     }
 }
 
+#[cfg_attr(loom, allow(dead_code))]
 /// `futex(word, FUTEX_WAIT, expected, timeout)`: sleeps while `*word == expected`.
 /// Returns on wake-up, value mismatch (`EAGAIN`), signal (`EINTR`) or timeout alike: callers
 /// re-check their condition and deadline.
@@ -160,6 +161,7 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Durati
     let _ = futex::wait(word, futex::Flags::empty(), expected, ts.as_ref());
 }
 
+#[cfg_attr(loom, allow(dead_code))]
 /// `futex(word, FUTEX_WAKE, n)`: wakes up to `n` sleepers on `word`, in any process.
 pub(crate) fn futex_wake(word: &AtomicU32, n: u32) {
     use rustix::thread::futex;
