@@ -1,0 +1,166 @@
+//! The command line, as clap parses it.
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+/// Inter-process communication through shared memory: inspect and drive shmbus objects.
+///
+/// Objects live in /dev/shm as `shmbus.<name>` (or `shmbus@<namespace>.<name>`).
+/// Exit codes: 0 success, 1 error, 2 usage error, 3 timeout.
+#[derive(Debug, Parser)]
+#[command(name = "shmbus", version, propagate_version = true)]
+pub(crate) struct Cli {
+    /// Namespace to work in (keeps applications, tests and containers apart).
+    #[arg(long, global = true, env = "SHMBUS_NAMESPACE", value_name = "NS")]
+    pub namespace: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Latest-value blackboards: write, read, watch.
+    #[command(subcommand)]
+    Board(BoardCmd),
+    /// Cross-process events: create, set, reset, wait.
+    #[command(subcommand)]
+    Event(EventCmd),
+    /// Lists every shmbus object in the namespace.
+    Ls {
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Shows an object's header and live state.
+    Info {
+        /// Object name.
+        name: String,
+        /// Print a JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Removes objects (processes that have them open keep their mapping).
+    Rm {
+        /// Object names.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Runs the original scenario end to end: one writer and three readers, in separate
+    /// processes, with receive handlers and events.
+    Demo,
+    /// (internal) one reader process of the demo.
+    #[command(hide = true)]
+    DemoReader {
+        /// Reader number.
+        #[arg(long)]
+        id: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BoardCmd {
+    /// Writes a value, creating the blackboard if it is missing. Without DATA, writes all of
+    /// standard input.
+    Write {
+        /// Blackboard name.
+        name: String,
+        /// Capacity in bytes, used when the blackboard is created.
+        #[arg(long, default_value_t = 4096, value_name = "BYTES")]
+        capacity: usize,
+        /// Permission bits in octal, used when the blackboard is created.
+        #[arg(long, default_value = "0600", value_parser = parse_mode, value_name = "OCTAL")]
+        mode: u32,
+        /// The value (default: standard input).
+        data: Option<String>,
+    },
+    /// Writes the latest value's bytes to standard output, exactly.
+    Read {
+        /// Blackboard name.
+        name: String,
+    },
+    /// Prints each new value followed by a newline, as it is written.
+    Watch {
+        /// Blackboard name.
+        name: String,
+        /// Exit 0 after this many values.
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+        /// Exit 3 when the values have not all arrived within SECS seconds (this includes
+        /// waiting for the blackboard to be created).
+        #[arg(long, value_parser = parse_secs, value_name = "SECS")]
+        timeout: Option<Duration>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum EventCmd {
+    /// Creates an event (manual-reset unless --auto-reset); it outlives this command.
+    Create {
+        /// Event name.
+        name: String,
+        /// Each set releases exactly one waiter, then the event resets itself.
+        #[arg(long)]
+        auto_reset: bool,
+        /// Permission bits in octal.
+        #[arg(long, default_value = "0600", value_parser = parse_mode, value_name = "OCTAL")]
+        mode: u32,
+    },
+    /// Sets the event.
+    Set {
+        /// Event name.
+        name: String,
+    },
+    /// Resets the event.
+    Reset {
+        /// Event name.
+        name: String,
+    },
+    /// Waits for the event: exit 0 when released, 3 on timeout.
+    Wait {
+        /// Event name.
+        name: String,
+        /// Give up after SECS seconds.
+        #[arg(long, value_parser = parse_secs, value_name = "SECS")]
+        timeout: Option<Duration>,
+    },
+}
+
+fn parse_mode(s: &str) -> Result<u32, String> {
+    let mode = u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .map_err(|_| format!("`{s}` is not an octal mode like 0600 or 644"))?;
+    if mode > 0o777 {
+        return Err(format!("`{s}` has bits beyond 0777"));
+    }
+    Ok(mode)
+}
+
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("`{s}` is not a valid duration"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_and_durations() {
+        assert_eq!(parse_mode("0644"), Ok(0o644));
+        assert_eq!(parse_mode("600"), Ok(0o600));
+        assert!(parse_mode("0999").is_err());
+        assert!(parse_mode("7777").is_err());
+        assert_eq!(parse_secs("0.5"), Ok(Duration::from_millis(500)));
+        assert!(parse_secs("-1").is_err());
+        assert!(parse_secs("soon").is_err());
+    }
+
+    #[test]
+    fn the_interface_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,188 @@
+//! `shmbus ls`, `shmbus info`, `shmbus rm`.
+
+use std::io::{self, Write};
+use std::time::SystemTime;
+
+use anyhow::bail;
+use serde_json::{json, Value};
+use shmbus::{HeaderInfo, LiveState, ObjectInfo, Options, Segment};
+
+use crate::Outcome;
+
+pub(crate) fn ls(namespace: Option<&str>, as_json: bool) -> anyhow::Result<Outcome> {
+    let objects = shmbus::list(namespace)?;
+    let mut out = io::stdout().lock();
+    if as_json {
+        let rows: Vec<Value> = objects.iter().map(summary_json).collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
+        return Ok(Outcome::Done);
+    }
+    let users = Users::load();
+    writeln!(
+        out,
+        "{:<32} {:<11} {:>10} {:<10} {:<5} CREATED",
+        "NAME", "KIND", "SIZE", "OWNER", "MODE"
+    )?;
+    for o in &objects {
+        writeln!(
+            out,
+            "{:<32} {:<11} {:>10} {:<10} {:04o}  {}",
+            o.name.as_str(),
+            kind_str(o),
+            o.size,
+            users.name(o.owner),
+            o.mode,
+            o.header
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), |h| time_str(h.created)),
+        )?;
+    }
+    Ok(Outcome::Done)
+}
+
+pub(crate) fn info(name: &str, namespace: Option<&str>, as_json: bool) -> anyhow::Result<Outcome> {
+    let name = shmbus::Name::with_namespace(name, namespace)?;
+    let o = shmbus::inspect(&name)?;
+    let mut out = io::stdout().lock();
+    if as_json {
+        let mut v = summary_json(&o);
+        if let Some(h) = &o.header {
+            v["layout_version"] = json!(h.layout_version);
+            v["capacity"] = json!(h.capacity);
+            v["creator_pid"] = json!(h.creator_pid);
+            v["state"] = state_json(h);
+        }
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        return Ok(Outcome::Done);
+    }
+    writeln!(out, "name:           {}", o.name.as_str())?;
+    if let Some(ns) = o.name.namespace() {
+        writeln!(out, "namespace:      {ns}")?;
+    }
+    writeln!(out, "object:         /dev/shm{}", o.name.os_name())?;
+    writeln!(out, "size:           {} bytes", o.size)?;
+    writeln!(out, "owner:          {}", Users::load().name(o.owner))?;
+    writeln!(out, "mode:           {:04o}", o.mode)?;
+    if let Some(p) = &o.problem {
+        writeln!(out, "problem:        {p}")?;
+    }
+    let Some(h) = &o.header else {
+        return Ok(Outcome::Done);
+    };
+    writeln!(out, "kind:           {}", h.kind)?;
+    writeln!(out, "layout version: {}", h.layout_version)?;
+    writeln!(out, "capacity:       {} bytes", h.capacity)?;
+    writeln!(out, "creator pid:    {}", h.creator_pid)?;
+    writeln!(out, "created:        {}", time_str(h.created))?;
+    match &h.state {
+        LiveState::Event {
+            mode,
+            set,
+            waiters,
+            raw,
+        } => {
+            writeln!(out, "mode:           {mode}")?;
+            writeln!(out, "set:            {set}")?;
+            writeln!(out, "waiters:        {waiters}")?;
+            writeln!(out, "state word:     {raw:#010x}")?;
+        }
+        LiveState::Blackboard {
+            version,
+            len,
+            writer,
+            waiters,
+        } => {
+            match version {
+                Some(v) => writeln!(out, "version:        {v}")?,
+                None => writeln!(out, "version:        (write in progress)")?,
+            }
+            writeln!(out, "length:         {len} bytes")?;
+            writeln!(out, "writer slot:    {writer}")?;
+            writeln!(out, "waiters:        {waiters}")?;
+        }
+        _ => {}
+    }
+    Ok(Outcome::Done)
+}
+
+pub(crate) fn rm(names: &[String], opts: &Options) -> anyhow::Result<Outcome> {
+    let mut failed = Vec::new();
+    for name in names {
+        if let Err(e) = Segment::remove_with(name, opts) {
+            eprintln!("error: {e}");
+            failed.push(name.as_str());
+        }
+    }
+    if !failed.is_empty() {
+        bail!("could not remove {}", failed.join(", "));
+    }
+    Ok(Outcome::Done)
+}
+
+fn kind_str(o: &ObjectInfo) -> String {
+    match &o.header {
+        Some(h) => h.kind.to_string(),
+        None => "?".to_owned(),
+    }
+}
+
+fn summary_json(o: &ObjectInfo) -> Value {
+    json!({
+        "name": o.name.as_str(),
+        "namespace": o.name.namespace(),
+        "kind": o.header.as_ref().map(|h| h.kind.to_string()),
+        "size": o.size,
+        "owner": o.owner,
+        "mode": format!("{:04o}", o.mode),
+        "created": o.header.as_ref().map(|h| time_str(h.created)),
+        "problem": o.problem,
+    })
+}
+
+fn state_json(h: &HeaderInfo) -> Value {
+    match &h.state {
+        LiveState::Event {
+            mode,
+            set,
+            waiters,
+            raw,
+        } => json!({"mode": mode.to_string(), "set": set, "waiters": waiters, "raw": raw}),
+        LiveState::Blackboard {
+            version,
+            len,
+            writer,
+            waiters,
+        } => json!({"version": version, "len": len, "writer_slot": writer, "waiters": waiters}),
+        _ => json!({}),
+    }
+}
+
+fn time_str(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// uid → user name, from /etc/passwd (numbers when unknown).
+struct Users(Vec<(u32, String)>);
+
+impl Users {
+    fn load() -> Users {
+        let text = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        Users(
+            text.lines()
+                .filter_map(|line| {
+                    let mut f = line.split(':');
+                    let name = f.next()?;
+                    let uid = f.nth(1)?.parse().ok()?;
+                    Some((uid, name.to_owned()))
+                })
+                .collect(),
+        )
+    }
+
+    fn name(&self, uid: u32) -> String {
+        self.0
+            .iter()
+            .find(|(u, _)| *u == uid)
+            .map_or_else(|| uid.to_string(), |(_, n)| n.clone())
+    }
+}
