@@ -21,6 +21,8 @@ pub(crate) enum Outcome {
     Done,
     /// Gave up waiting (exit code 3).
     TimedOut,
+    /// Failed, and already said why on stderr (exit code 1).
+    Failed,
 }
 
 fn main() -> ExitCode {
@@ -36,6 +38,7 @@ fn main() -> ExitCode {
     match run(args) {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::TimedOut) => ExitCode::from(3),
+        Ok(Outcome::Failed) => ExitCode::from(1),
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");

@@ -3,7 +3,6 @@
 use std::io::{self, Write};
 use std::time::SystemTime;
 
-use anyhow::bail;
 use serde_json::{json, Value};
 use shmbus::{HeaderInfo, LiveState, ObjectInfo, Options, Segment};
 
@@ -106,17 +105,15 @@ pub(crate) fn info(name: &str, namespace: Option<&str>, as_json: bool) -> anyhow
 }
 
 pub(crate) fn rm(names: &[String], opts: &Options) -> anyhow::Result<Outcome> {
-    let mut failed = Vec::new();
+    // Remove what exists even when some names fail; report each failure on its own line.
+    let mut outcome = Outcome::Done;
     for name in names {
         if let Err(e) = Segment::remove_with(name, opts) {
             eprintln!("error: {e}");
-            failed.push(name.as_str());
+            outcome = Outcome::Failed;
         }
     }
-    if !failed.is_empty() {
-        bail!("could not remove {}", failed.join(", "));
-    }
-    Ok(Outcome::Done)
+    Ok(outcome)
 }
 
 fn kind_str(o: &ObjectInfo) -> String {

@@ -91,7 +91,7 @@ pub fn list(namespace: Option<&str>) -> Result<Vec<ObjectInfo>> {
     let probe = Name::with_namespace("x", namespace)?;
     let prefix = dir_prefix(probe.namespace());
     let entries = sys::list_shm_dir().map_err(|source| Error::Os {
-        name: sys::SHM_DIR.to_owned(),
+        name: format!("`{}`", sys::SHM_DIR),
         action: "list",
         source,
     })?;

@@ -10,8 +10,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong, each with a message that says what to do about it.
 ///
-/// `name` fields hold the object's name as the user wrote it, with its namespace when there
-/// is one (`imu` or `imu (namespace test)`).
+/// `name` fields hold the object's name quoted as messages show it, with its namespace
+/// when there is one: `` `imu` `` or `` `imu` in namespace `test` ``.
 ///
 /// ```
 /// # shmbus::doctest_namespace();
@@ -24,7 +24,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// The name breaks the naming rules.
     #[error(
-        "invalid name `{name}`: {reason} (names are 1 to 200 characters of A-Z a-z 0-9 . _ - \
+        "invalid name {name}: {reason} (names are 1 to 200 characters of A-Z a-z 0-9 . _ - \
          and do not start with `.`)"
     )]
     InvalidName {
@@ -48,7 +48,7 @@ pub enum Error {
 
     /// No object of that name exists.
     #[error(
-        "no shmbus object `{name}`: create it first, or check the name and SHMBUS_NAMESPACE \
+        "no shmbus object {name}: create it first, or check the name and SHMBUS_NAMESPACE \
          (`shmbus ls` lists what exists)"
     )]
     NotFound {
@@ -57,7 +57,7 @@ pub enum Error {
     },
 
     /// `create` found an object of that name already.
-    #[error("`{name}` already exists: open it instead, or remove it first with `shmbus rm {name}`")]
+    #[error("{name} already exists: open it instead, or remove it first with `shmbus rm`")]
     AlreadyExists {
         /// The existing object.
         name: String,
@@ -65,7 +65,7 @@ pub enum Error {
 
     /// The operating system refused access.
     #[error(
-        "permission denied to {action} `{name}`: it belongs to uid {owner} with mode {mode:04o}; \
+        "permission denied to {action} {name}: it belongs to uid {owner} with mode {mode:04o}; \
          run as that user, or have the creator pass a wider mode (e.g. --mode 0666)"
     )]
     PermissionDenied {
@@ -80,7 +80,7 @@ pub enum Error {
     },
 
     /// The object is another kind of shmbus object.
-    #[error("`{name}` is a {found}, not a {expected}: use the matching command or type")]
+    #[error("{name} is of kind {found}, not {expected}: use the matching command or type")]
     WrongKind {
         /// The object.
         name: String,
@@ -92,7 +92,7 @@ pub enum Error {
 
     /// The object was made by a shmbus with another memory layout.
     #[error(
-        "`{name}` has layout version {found} but this shmbus speaks version {expected}: use the \
+        "{name} has layout version {found} but this shmbus speaks version {expected}: use the \
          same shmbus version on both sides, or remove and recreate the object"
     )]
     VersionMismatch {
@@ -105,7 +105,7 @@ pub enum Error {
     },
 
     /// The object does not start with the shmbus magic number.
-    #[error("`{name}` is not a shmbus object (wrong magic number): pick another name, or remove it")]
+    #[error("{name} is not a shmbus object (wrong magic number): pick another name, or remove it")]
     NotShmbus {
         /// The object.
         name: String,
@@ -113,8 +113,8 @@ pub enum Error {
 
     /// The object is too small to hold what its header promises (or any header at all).
     #[error(
-        "`{name}` is {size} bytes, too small for {needed} bytes of shmbus header and data: it is \
-         damaged or still being created; remove it with `shmbus rm {name}` if this persists"
+        "{name} is {size} bytes, too small for {needed} bytes of shmbus header and data: it is \
+         damaged or still being created; remove it with `shmbus rm` if this persists"
     )]
     TooSmall {
         /// The object.
@@ -126,7 +126,7 @@ pub enum Error {
     },
 
     /// The header or the live state holds impossible values.
-    #[error("`{name}` is corrupt: {reason}; remove it with `shmbus rm {name}` and recreate it")]
+    #[error("{name} is corrupt: {reason}; remove it with `shmbus rm` and recreate it")]
     Corrupt {
         /// The object.
         name: String,
@@ -136,8 +136,8 @@ pub enum Error {
 
     /// The creator has not finished initialising the object.
     #[error(
-        "`{name}` is still being initialised after {waited:?}: if its creator crashed, remove it \
-         with `shmbus rm {name}`"
+        "{name} is still being initialised after {waited:?}: if its creator crashed, remove it \
+         with `shmbus rm`"
     )]
     NotReady {
         /// The object.
@@ -147,7 +147,7 @@ pub enum Error {
     },
 
     /// An existing object was created with another configuration than the one asked for.
-    #[error("`{name}` exists with {found}, not {requested}: open it without options, or remove it")]
+    #[error("{name} exists with {found}, not {requested}: open it without options, or remove it")]
     ConfigMismatch {
         /// The object.
         name: String,
@@ -159,7 +159,7 @@ pub enum Error {
 
     /// A message does not fit.
     #[error(
-        "a message of {len} bytes does not fit in `{name}`, whose capacity is {capacity} bytes: \
+        "a message of {len} bytes does not fit in {name}, whose capacity is {capacity} bytes: \
          send less, or recreate it with a larger capacity"
     )]
     TooLarge {
@@ -172,7 +172,7 @@ pub enum Error {
     },
 
     /// The caller's buffer is smaller than the value.
-    #[error("the value of `{name}` is {needed} bytes but the buffer holds only {len}: pass a larger buffer")]
+    #[error("the value of {name} is {needed} bytes but the buffer holds only {len}: pass a larger buffer")]
     BufferTooSmall {
         /// The object.
         name: String,
@@ -184,7 +184,7 @@ pub enum Error {
 
     /// A writer died in the middle of writing the value, which is therefore lost.
     #[error(
-        "the writer of `{name}` died in the middle of a write and the value is lost: write a \
+        "the writer of {name} died in the middle of a write and the value is lost: write a \
          new value"
     )]
     WriterDied {
@@ -193,7 +193,7 @@ pub enum Error {
     },
 
     /// Another writer holds the object longer than the timeout.
-    #[error("`{name}` stayed busy with another writer for {waited:?}: try again")]
+    #[error("{name} stayed busy with another writer for {waited:?}: try again")]
     Busy {
         /// The object.
         name: String,
@@ -202,7 +202,7 @@ pub enum Error {
     },
 
     /// A receive handler panicked; its thread stopped.
-    #[error("the receive handler of `{name}` panicked: {message}")]
+    #[error("the receive handler of {name} panicked: {message}")]
     HandlerPanicked {
         /// The object the handler listened to.
         name: String,
@@ -211,7 +211,7 @@ pub enum Error {
     },
 
     /// An operating-system call failed for another reason.
-    #[error("{action} `{name}` failed: {source}")]
+    #[error("{action} {name} failed: {source}")]
     Os {
         /// The object.
         name: String,

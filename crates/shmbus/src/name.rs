@@ -68,18 +68,19 @@ impl Name {
         &self.os_name
     }
 
-    /// The name as errors show it: `imu`, or `imu (namespace test)`.
+    /// The name as errors show it: `` `imu` ``, or `` `imu` in namespace `test` ``.
     pub(crate) fn describe(&self) -> String {
-        self.to_string()
+        match &self.namespace {
+            Some(ns) => format!("`{}` in namespace `{ns}`", self.name),
+            None => format!("`{}`", self.name),
+        }
     }
 }
 
+/// Shows the name as the user wrote it (without the namespace).
 impl fmt::Display for Name {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.namespace {
-            Some(ns) => write!(f, "{} (namespace {})", self.name, ns),
-            None => f.write_str(&self.name),
-        }
+        f.write_str(&self.name)
     }
 }
 

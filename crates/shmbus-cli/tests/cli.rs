@@ -1,0 +1,394 @@
+//! The `shmbus` command as scripts use it: real processes, exact bytes, exit codes.
+
+use std::io::Write;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+/// A namespace of one test's own; every object in it is removed when it drops.
+struct Ns(String);
+
+impl Ns {
+    fn new() -> Ns {
+        static N: AtomicU32 = AtomicU32::new(0);
+        Ns(format!("cli-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)))
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_shmbus"));
+        c.args(args).env("SHMBUS_NAMESPACE", &self.0).stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run shmbus")
+    }
+
+    fn run_stdin(&self, args: &[&str], input: &[u8]) -> Output {
+        let mut child = self
+            .cmd(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    fn spawn(&self, args: &[&str]) -> Child {
+        self.cmd(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// The file of object `name` in /dev/shm.
+    fn path(&self, name: &str) -> String {
+        format!("/dev/shm/shmbus@{}.{name}", self.0)
+    }
+}
+
+impl Drop for Ns {
+    fn drop(&mut self) {
+        let prefix = format!("shmbus@{}.", self.0);
+        for e in std::fs::read_dir("/dev/shm").unwrap().flatten() {
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+#[track_caller]
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed with {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+/// Exit code 1 with one `error:` line that contains `needle`, and no panic.
+#[track_caller]
+fn fails_with(out: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+    assert!(err.starts_with("error: "), "stderr: {err}");
+    assert_eq!(err.lines().count(), 1, "one line expected: {err}");
+    assert!(err.contains(needle), "{needle:?} not in: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+fn wait_for(mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < Duration::from_secs(10), "condition not met in 10 s");
+        sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn board_write_then_read_is_exact() {
+    let ns = Ns::new();
+    ok(&ns.run(&["board", "write", "b", "hello world"]));
+    assert_eq!(ok(&ns.run(&["board", "read", "b"])), "hello world");
+    // From stdin, binary and with a trailing newline kept.
+    let bytes: Vec<u8> = (0..=255u8).chain([b'\n']).collect();
+    ok(&ns.run_stdin(&["board", "write", "b"], &bytes));
+    assert_eq!(ns.run(&["board", "read", "b"]).stdout, bytes);
+    // An empty value is a value.
+    ok(&ns.run(&["board", "write", "b", ""]));
+    assert_eq!(ok(&ns.run(&["board", "read", "b"])), "");
+}
+
+#[test]
+fn board_capacity_and_mode_apply_at_creation() {
+    let ns = Ns::new();
+    ok(&ns.run(&["board", "write", "m", "--capacity", "16", "--mode", "0640", "x"]));
+    let meta = std::fs::metadata(ns.path("m")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(meta.permissions().mode() & 0o777, 0o640);
+    fails_with(
+        &ns.run(&["board", "write", "m", "0123456789abcdefX"]),
+        "does not fit",
+    );
+    ok(&ns.run(&["board", "write", "m", "0123456789abcdef"]));
+}
+
+#[test]
+fn oversize_write_is_refused() {
+    let ns = Ns::new();
+    let big = vec![b'x'; 5000];
+    fails_with(&ns.run_stdin(&["board", "write", "big"], &big), "capacity is 4096");
+}
+
+#[test]
+fn board_watch_prints_each_new_value_then_exits() {
+    let ns = Ns::new();
+    ok(&ns.run(&["board", "write", "w", "old"]));
+    let watcher = ns.spawn(&["board", "watch", "w", "--count", "2", "--timeout", "10"]);
+    // The watcher announces itself by sleeping on the board.
+    wait_for(|| waiters(&ns, "w") == 1);
+    ok(&ns.run(&["board", "write", "w", "first"]));
+    wait_for(|| waiters(&ns, "w") == 1);
+    ok(&ns.run(&["board", "write", "w", "second"]));
+    let out = watcher.wait_with_output().unwrap();
+    assert_eq!(ok(&out), "first\nsecond\n");
+}
+
+#[test]
+fn board_watch_times_out_with_3() {
+    let ns = Ns::new();
+    ok(&ns.run(&["board", "write", "w", "x"]));
+    let out = ns.run(&["board", "watch", "w", "--timeout", "0.2"]);
+    assert_eq!(out.status.code(), Some(3));
+    // Also when the board never appears.
+    let out = ns.run(&["board", "watch", "never", "--timeout", "0.2"]);
+    assert_eq!(out.status.code(), Some(3));
+}
+
+fn waiters(ns: &Ns, name: &str) -> u64 {
+    let out = ns.run(&["info", name, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v["state"]["waiters"].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn event_wait_set_reset_and_timeout() {
+    let ns = Ns::new();
+    ok(&ns.run(&["event", "create", "e"]));
+    assert_eq!(ns.run(&["event", "wait", "e", "--timeout", "0.1"]).status.code(), Some(3));
+    let waiter = ns.spawn(&["event", "wait", "e", "--timeout", "10"]);
+    wait_for(|| waiters(&ns, "e") == 1);
+    ok(&ns.run(&["event", "set", "e"]));
+    assert!(waiter.wait_with_output().unwrap().status.success());
+    // Manual reset: stays set until reset.
+    ok(&ns.run(&["event", "wait", "e", "--timeout", "0.1"]));
+    ok(&ns.run(&["event", "reset", "e"]));
+    assert_eq!(ns.run(&["event", "wait", "e", "--timeout", "0.1"]).status.code(), Some(3));
+    fails_with(&ns.run(&["event", "create", "e"]), "already exists");
+}
+
+#[test]
+fn auto_reset_event_releases_one_waiter_per_set() {
+    let ns = Ns::new();
+    ok(&ns.run(&["event", "create", "a", "--auto-reset"]));
+    let mut waiting: Vec<Child> = (0..3)
+        .map(|_| ns.spawn(&["event", "wait", "a", "--timeout", "20"]))
+        .collect();
+    wait_for(|| waiters(&ns, "a") == 3);
+    for released in 1..=3 {
+        ok(&ns.run(&["event", "set", "a"]));
+        wait_for(|| {
+            waiting
+                .iter_mut()
+                .map(|c| c.try_wait().unwrap().is_some())
+                .filter(|&exited| exited)
+                .count()
+                >= released
+        });
+        // Give any wrongly released waiter time to show up.
+        sleep(Duration::from_millis(200));
+        let done = waiting
+            .iter_mut()
+            .map(|c| c.try_wait().unwrap().is_some())
+            .filter(|&exited| exited)
+            .count();
+        assert_eq!(done, released, "one set must release exactly one waiter");
+    }
+    for c in waiting {
+        assert!(c.wait_with_output().unwrap().status.success());
+    }
+}
+
+#[test]
+fn bad_names_are_refused() {
+    let ns = Ns::new();
+    for bad in [".hidden", "a/b", "sp ace", &"x".repeat(201)] {
+        fails_with(&ns.run(&["board", "write", bad, "x"]), "invalid name");
+    }
+    fails_with(&ns.run(&["event", "create", ""]), "invalid name");
+    let out = Command::new(env!("CARGO_BIN_EXE_shmbus"))
+        .args(["board", "read", "x"])
+        .env("SHMBUS_NAMESPACE", "no.dots")
+        .output()
+        .unwrap();
+    fails_with(&out, "invalid namespace");
+}
+
+#[test]
+fn missing_objects_are_named_in_the_error() {
+    let ns = Ns::new();
+    fails_with(&ns.run(&["board", "read", "ghost"]), "no shmbus object `ghost`");
+    fails_with(&ns.run(&["event", "set", "ghost"]), "no shmbus object `ghost`");
+    fails_with(&ns.run(&["info", "ghost"]), "no shmbus object `ghost`");
+    let out = ns.run(&["rm", "ghost"]);
+    fails_with(&out, "`ghost`");
+}
+
+#[test]
+fn wrong_kind_is_refused() {
+    let ns = Ns::new();
+    ok(&ns.run(&["event", "create", "thing"]));
+    fails_with(&ns.run(&["board", "read", "thing"]), "of kind event, not blackboard");
+    ok(&ns.run(&["board", "write", "board", "x"]));
+    fails_with(&ns.run(&["event", "wait", "board", "--timeout", "0"]), "of kind blackboard");
+}
+
+#[test]
+fn garbage_header_gives_an_error_not_a_panic() {
+    let ns = Ns::new();
+    // Random bytes: not a shmbus object.
+    let junk: Vec<u8> = (0..8192u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    std::fs::write(ns.path("junk"), &junk).unwrap();
+    fails_with(&ns.run(&["board", "read", "junk"]), "not a shmbus object");
+    // `ls` and `info` still describe it.
+    let ls = ok(&ns.run(&["ls", "--json"]));
+    assert!(ls.contains("\"junk\"") && ls.contains("not a shmbus object"), "{ls}");
+    ok(&ns.run(&["info", "junk"]));
+
+    // A valid header from another layout version.
+    ok(&ns.run(&["board", "write", "old", "x"]));
+    let mut bytes = std::fs::read(ns.path("old")).unwrap();
+    bytes[8..12].copy_from_slice(&7u32.to_le_bytes());
+    std::fs::write(ns.path("old"), &bytes).unwrap();
+    fails_with(&ns.run(&["board", "read", "old"]), "layout version 7");
+
+    // A header whose capacity disagrees with the object's size.
+    ok(&ns.run(&["board", "write", "liar", "x"]));
+    let mut bytes = std::fs::read(ns.path("liar")).unwrap();
+    bytes[48..56].copy_from_slice(&(1u64 << 39).to_le_bytes());
+    std::fs::write(ns.path("liar"), &bytes).unwrap();
+    fails_with(&ns.run(&["board", "read", "liar"]), "corrupt");
+
+    // A value length beyond the capacity (the seqlock word stays even).
+    ok(&ns.run(&["board", "write", "len", "x"]));
+    let mut bytes = std::fs::read(ns.path("len")).unwrap();
+    bytes[136..144].copy_from_slice(&u64::MAX.to_le_bytes());
+    std::fs::write(ns.path("len"), &bytes).unwrap();
+    fails_with(&ns.run(&["board", "read", "len"]), "exceeds the capacity");
+
+    // Too small to hold a header.
+    std::fs::write(ns.path("tiny"), b"SHMBUS").unwrap();
+    let out = ns.run(&["board", "read", "tiny"]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn rm_then_read_fails_cleanly() {
+    let ns = Ns::new();
+    ok(&ns.run(&["board", "write", "gone", "x"]));
+    ok(&ns.run(&["event", "create", "gone2"]));
+    ok(&ns.run(&["rm", "gone", "gone2"]));
+    fails_with(&ns.run(&["board", "read", "gone"]), "no shmbus object `gone`");
+    assert!(!std::path::Path::new(&ns.path("gone2")).exists());
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let ns = Ns::new();
+    assert_eq!(ns.run(&["board"]).status.code(), Some(2));
+    assert_eq!(ns.run(&["board", "write"]).status.code(), Some(2));
+    assert_eq!(ns.run(&["event", "create", "x", "--mode", "999"]).status.code(), Some(2));
+    assert_eq!(ns.run(&["nonsense"]).status.code(), Some(2));
+    assert_eq!(ns.run(&["--help"]).status.code(), Some(0));
+}
+
+#[test]
+fn ls_and_info_describe_objects() {
+    let ns = Ns::new();
+    ok(&ns.run(&["board", "write", "b1", "--capacity", "100", "hello"]));
+    ok(&ns.run(&["event", "create", "e1", "--auto-reset", "--mode", "0644"]));
+    let rows: serde_json::Value = serde_json::from_str(&ok(&ns.run(&["ls", "--json"]))).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    let b1 = rows.iter().find(|r| r["name"] == "b1").unwrap();
+    assert_eq!(b1["kind"], "blackboard");
+    assert_eq!(b1["mode"], "0600");
+    assert!(b1["size"].as_u64().unwrap() > 100);
+    assert!(b1["created"].as_str().unwrap().ends_with('Z'));
+    let e1 = rows.iter().find(|r| r["name"] == "e1").unwrap();
+    assert_eq!(e1["kind"], "event");
+    assert_eq!(e1["mode"], "0644");
+    let table = ok(&ns.run(&["ls"]));
+    assert!(table.lines().any(|l| l.starts_with("b1 ") && l.contains("blackboard")), "{table}");
+
+    let info: serde_json::Value =
+        serde_json::from_str(&ok(&ns.run(&["info", "b1", "--json"]))).unwrap();
+    assert_eq!(info["layout_version"], 1);
+    assert_eq!(info["capacity"], 100);
+    assert_eq!(info["state"]["version"], 1);
+    assert_eq!(info["state"]["len"], 5);
+    let text = ok(&ns.run(&["info", "e1"]));
+    assert!(text.contains("auto-reset") && text.contains("set:            false"), "{text}");
+}
+
+/// A 0600 object created by root cannot be opened by another user.
+#[test]
+fn permissions_are_enforced_across_users() {
+    let ns = Ns::new();
+    if rustix_is_root().is_none() {
+        eprintln!("skipped: needs root to create an object another uid cannot open");
+        return;
+    }
+    if Command::new("setpriv").arg("--help").output().is_err() {
+        eprintln!("skipped: setpriv is not installed");
+        return;
+    }
+    ok(&ns.run(&["board", "write", "secret", "x"]));
+    // The binary may sit under a directory uid 65534 cannot enter: copy it somewhere it can.
+    let dir = std::env::temp_dir().join(format!("shmbus-perm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = dir.join("shmbus");
+    std::fs::copy(env!("CARGO_BIN_EXE_shmbus"), &exe).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let as_nobody = |args: &[&str]| {
+        Command::new("setpriv")
+            .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+            .arg(&exe)
+            .args(args)
+            .env("SHMBUS_NAMESPACE", &ns.0)
+            .output()
+            .unwrap()
+    };
+    fails_with(&as_nobody(&["board", "read", "secret"]), "permission denied");
+    fails_with(&as_nobody(&["board", "read", "secret"]), "uid 0 with mode 0600");
+    // A wider mode lets them in.
+    ok(&ns.run(&["board", "write", "shared", "--mode", "0666", "hi"]));
+    assert_eq!(ok(&as_nobody(&["board", "read", "shared"])), "hi");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn rustix_is_root() -> Option<()> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    (uid_line.split_whitespace().nth(2)? == "0").then_some(())
+}
+
+#[test]
+fn demo_runs_end_to_end_and_cleans_up() {
+    let out = Command::new(env!("CARGO_BIN_EXE_shmbus"))
+        .arg("demo")
+        .env_remove("SHMBUS_NAMESPACE")
+        .output()
+        .unwrap();
+    let text = ok(&out);
+    for id in 1..=3 {
+        assert!(text.contains(&format!("[reader {id}] released by `demo.go`")), "{text}");
+        assert!(text.contains(&format!("[reader {id}] handler stopped cleanly")), "{text}");
+    }
+    let ns_line = text.lines().next().unwrap();
+    let ns = ns_line.split("namespace `").nth(1).unwrap().trim_end_matches('`');
+    let leftovers: Vec<_> = std::fs::read_dir("/dev/shm")
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(ns))
+        .collect();
+    assert!(leftovers.is_empty(), "demo left {leftovers:?}");
+}
