@@ -280,6 +280,7 @@ impl Inner {
                 waited: Duration::ZERO,
             }
         })?;
+        self.lock().release_stale(slot);
         // Two threads may race here; both hold locks through the same description, and the
         // loser's byte stays locked until this handle closes: harmless.
         Ok(*self.slot.get_or_init(|| slot))

@@ -164,6 +164,14 @@ impl Seqlock<'_> {
         }
     }
 
+    /// Called by a writer that just claimed `slot`: if the write lock still names `slot`, its
+    /// previous owner died holding it (we could not have claimed a live owner's slot), so the
+    /// lock is released. Without this, the new owner would take the stale holder for itself
+    /// and wait on itself.
+    pub(crate) fn release_stale(&self, slot: u32) {
+        let _ = self.ctl.w.writer.compare_exchange(slot, 0, AcqRel, Relaxed);
+    }
+
     /// Copies the current value into `dst`; returns `(version, len)`. Version 0 is the empty
     /// value of a board nobody wrote yet.
     pub(crate) fn read_into(

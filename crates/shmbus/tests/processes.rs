@@ -1,0 +1,362 @@
+//! Cross-process behaviour with real processes: this test binary re-executes itself with
+//! `SHMBUS_TEST_ROLE` naming what the child does (see `child_entry`).
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use shmbus::{Blackboard, Error, Event, EventMode, LiveState, Options, Segment};
+
+const ROLE: &str = "SHMBUS_TEST_ROLE";
+const ARG: &str = "SHMBUS_TEST_ARG";
+
+/// A namespace of one test's own; its objects are removed on drop.
+struct Ns(String);
+
+impl Ns {
+    fn new() -> Ns {
+        static N: AtomicU32 = AtomicU32::new(0);
+        Ns(format!("proc-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)))
+    }
+
+    fn opts(&self) -> Options {
+        Options::new().namespace(Some(&self.0))
+    }
+
+    /// Starts this test binary as a child in role `role`.
+    fn child(&self, role: &str, arg: &str) -> Child {
+        Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
+            .env(ROLE, role)
+            .env(ARG, arg)
+            .env("SHMBUS_NAMESPACE", &self.0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    fn waiters(&self, name: &str) -> u32 {
+        let name = shmbus::Name::with_namespace(name, Some(&self.0)).unwrap();
+        match shmbus::inspect(&name).ok().and_then(|i| i.header).map(|h| h.state) {
+            Some(LiveState::Event { waiters, .. }) | Some(LiveState::Blackboard { waiters, .. }) => {
+                waiters
+            }
+            _ => 0,
+        }
+    }
+}
+
+impl Drop for Ns {
+    fn drop(&mut self) {
+        for o in shmbus::list(Some(&self.0)).unwrap_or_default() {
+            let _ = Segment::remove_with(o.name.as_str(), &self.opts());
+        }
+    }
+}
+
+#[track_caller]
+fn succeeded(child: Child) -> String {
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "child failed ({:?}):\n{text}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+fn wait_for(mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < Duration::from_secs(10), "condition not met in 10 s");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Dispatches on `SHMBUS_TEST_ROLE`; a no-op in a normal test run.
+#[test]
+fn child_entry() {
+    let Ok(role) = std::env::var(ROLE) else {
+        return;
+    };
+    let arg = std::env::var(ARG).unwrap_or_default();
+    match role.as_str() {
+        "write-board" => {
+            Blackboard::open(&arg).unwrap().write(b"written by the child").unwrap();
+            let seg = Segment::open("bytes").unwrap();
+            seg.stream().write_all(b"stream from the child").unwrap();
+        }
+        "wait-event" => {
+            let ev = Event::open(&arg).unwrap();
+            assert!(ev.wait_timeout(Duration::from_secs(10)), "not released");
+            println!("released");
+        }
+        "torn-writer" => {
+            let board = Blackboard::open(&arg).unwrap();
+            let start = Instant::now();
+            let mut k = 0u64;
+            while start.elapsed() < Duration::from_millis(1500) {
+                k += 1;
+                board.write(&pattern(k)).unwrap();
+            }
+            println!("wrote {k} versions");
+        }
+        "torn-reader" => {
+            let board = Blackboard::open(&arg).unwrap();
+            let mut buf = vec![0; board.capacity()];
+            let (mut reads, mut last) = (0u64, 0u64);
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_millis(1500) {
+                let (version, len) = board.read_into(&mut buf).unwrap();
+                if version > 0 {
+                    check_pattern(version, &buf[..len]);
+                }
+                assert!(version >= last, "version went back from {last} to {version}");
+                last = version;
+                reads += 1;
+            }
+            println!("verified {reads} reads");
+        }
+        "torn-handler" => {
+            let board = Blackboard::open(&arg).unwrap();
+            let (tx, rx) = std::sync::mpsc::channel();
+            let guard = board
+                .on_update(move |u| {
+                    check_pattern(u.version, u.data);
+                    let _ = tx.send(u.version);
+                })
+                .unwrap();
+            let start = Instant::now();
+            let mut n = 0;
+            while start.elapsed() < Duration::from_millis(1500) {
+                if rx.recv_timeout(Duration::from_millis(100)).is_ok() {
+                    n += 1;
+                }
+            }
+            let stats = guard.stop().unwrap();
+            assert!(stats.delivered >= n);
+            println!("handler verified {} updates, skipped {}", stats.delivered, stats.skipped);
+        }
+        "big-writer" => {
+            let board = Blackboard::open(&arg).unwrap();
+            let value = vec![0x5a; board.capacity()];
+            println!("writing");
+            loop {
+                board.write(&value).unwrap();
+            }
+        }
+        "create-or-open" => {
+            let board = Blackboard::create_or_open_with(&arg, 64, &Options::new().persistent(true))
+                .unwrap();
+            board.write(std::process::id().to_string().as_bytes()).unwrap();
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+/// Value of version `k`: its number, then bytes derived from it, of a length that varies.
+fn pattern(k: u64) -> Vec<u8> {
+    let len = 8 + (k.wrapping_mul(2_654_435_761) % 4000) as usize;
+    let mut v = Vec::with_capacity(len);
+    v.extend_from_slice(&k.to_le_bytes());
+    v.extend((8..len).map(|i| (k as usize).wrapping_mul(31).wrapping_add(i) as u8));
+    v
+}
+
+#[track_caller]
+fn check_pattern(version: u64, data: &[u8]) {
+    assert!(data.len() >= 8, "short value at version {version}");
+    let k = u64::from_le_bytes(data[..8].try_into().unwrap());
+    assert_eq!(k, version, "the value is not the one of its version");
+    assert_eq!(data, pattern(k).as_slice(), "torn value at version {version}");
+}
+
+#[test]
+fn write_in_one_process_read_in_another() {
+    let ns = Ns::new();
+    let board = Blackboard::create_with("board", 64, &ns.opts()).unwrap();
+    let seg = Segment::create_with("bytes", 100, &ns.opts()).unwrap();
+    succeeded(ns.child("write-board", "board"));
+    assert_eq!(board.read().unwrap(), (1, b"written by the child".to_vec()));
+    let mut text = String::new();
+    let mut stream = seg.stream();
+    stream.seek(SeekFrom::Start(0)).unwrap();
+    (&mut stream).take(21).read_to_string(&mut text).unwrap();
+    assert_eq!(text, "stream from the child");
+}
+
+#[test]
+fn one_manual_reset_set_wakes_three_reader_processes() {
+    let ns = Ns::new();
+    let ev = Event::create_with("go", EventMode::ManualReset, &ns.opts()).unwrap();
+    let children: Vec<Child> = (0..3).map(|_| ns.child("wait-event", "go")).collect();
+    wait_for(|| ns.waiters("go") == 3);
+    ev.set();
+    for child in children {
+        assert!(succeeded(child).contains("released"));
+    }
+}
+
+#[test]
+fn no_torn_reads_across_processes() {
+    let ns = Ns::new();
+    let _board = Blackboard::create_with("torn", 4096, &ns.opts()).unwrap();
+    let readers = [
+        ns.child("torn-reader", "torn"),
+        ns.child("torn-reader", "torn"),
+        ns.child("torn-handler", "torn"),
+    ];
+    let writer = ns.child("torn-writer", "torn");
+    println!("{}", succeeded(writer).trim());
+    for r in readers {
+        println!("{}", succeeded(r).trim());
+    }
+}
+
+#[test]
+fn a_writer_killed_mid_write_is_detected_and_the_next_write_repairs() {
+    let ns = Ns::new();
+    let board = Blackboard::create_with("big", 32 << 20, &ns.opts()).unwrap();
+    let mut saw_died = false;
+    for _ in 0..5 {
+        let mut child = ns.child("big-writer", "big");
+        let mut first = [0u8; 8];
+        child.stdout.as_mut().unwrap().read_exact(&mut first).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        match board.read() {
+            Ok((_, data)) => assert!(data.iter().all(|&b| b == 0x5a)),
+            Err(Error::WriterDied { .. }) => saw_died = true,
+            Err(e) => panic!("unexpected {e}"),
+        }
+        // The next writer takes the dead writer's lock over.
+        let v = board.write(b"repaired").unwrap();
+        assert_eq!(board.read().unwrap(), (v, b"repaired".to_vec()));
+        if saw_died {
+            break;
+        }
+    }
+    assert!(saw_died, "never caught the writer mid-write in 5 tries");
+}
+
+#[test]
+fn create_or_open_races_have_one_winner_and_no_errors() {
+    let ns = Ns::new();
+    for round in 0..5 {
+        let name = format!("race{round}");
+        let children: Vec<Child> = (0..4).map(|_| ns.child("create-or-open", &name)).collect();
+        for c in children {
+            succeeded(c);
+        }
+        let board = Blackboard::open_with(&name, &ns.opts()).unwrap();
+        assert_eq!(board.version(), 4);
+    }
+}
+
+#[test]
+fn handler_panic_is_reported_by_the_guard() {
+    let ns = Ns::new();
+    let board = Blackboard::create_with("panics", 16, &ns.opts()).unwrap();
+    let guard = board.on_update(|_| panic!("handler exploded")).unwrap();
+    board.write(b"boom").unwrap();
+    wait_for(|| guard.is_finished());
+    match guard.stop() {
+        Err(Error::HandlerPanicked { message, .. }) => assert_eq!(message, "handler exploded"),
+        other => panic!("expected a reported panic, got {other:?}"),
+    }
+}
+
+#[test]
+fn dropping_a_sleeping_handler_stops_it_promptly() {
+    let ns = Ns::new();
+    let board = Blackboard::create_with("idle", 16, &ns.opts()).unwrap();
+    for _ in 0..20 {
+        let guard = board.on_update(|_| {}).unwrap();
+        wait_for(|| ns.waiters("idle") >= 1);
+        let start = Instant::now();
+        let stats = guard.stop().unwrap();
+        assert_eq!(stats.delivered, 0);
+        // A liveness bound, not a speed claim: stopping must not wait for a timeout.
+        assert!(start.elapsed() < Duration::from_secs(2));
+    }
+    assert_eq!(ns.waiters("idle"), 0);
+}
+
+#[test]
+fn handler_skips_versions_it_could_not_keep_up_with_and_counts_them() {
+    let ns = Ns::new();
+    let board = Blackboard::create_with("fast", 16, &ns.opts()).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let guard = board
+        .on_update(move |u| {
+            // Block on the first update so the writer gets ahead.
+            if u.version == 1 {
+                go_rx.recv().unwrap();
+            }
+            tx.send((u.version, u.skipped)).unwrap();
+        })
+        .unwrap();
+    board.write(b"1").unwrap();
+    wait_for(|| board.version() == 1);
+    std::thread::sleep(Duration::from_millis(20));
+    for i in 2..=10 {
+        board.write(i.to_string().as_bytes()).unwrap();
+    }
+    go_tx.send(()).unwrap();
+    assert_eq!(rx.recv().unwrap(), (1, 0));
+    assert_eq!(rx.recv().unwrap(), (10, 8));
+    let stats = guard.stop().unwrap();
+    assert_eq!(stats, shmbus::HandlerStats { delivered: 2, skipped: 8 });
+}
+
+#[test]
+fn library_errors_for_user_mistakes() {
+    let ns = Ns::new();
+    let opts = ns.opts();
+    assert!(matches!(Blackboard::open_with("nope", &opts), Err(Error::NotFound { .. })));
+    assert!(matches!(Blackboard::create_with("bad/name", 8, &opts), Err(Error::InvalidName { .. })));
+    let _ev = Event::create_with("ev", EventMode::AutoReset, &opts).unwrap();
+    assert!(matches!(
+        Blackboard::open_with("ev", &opts),
+        Err(Error::WrongKind { .. })
+    ));
+    assert!(matches!(
+        Event::create_or_open_with("ev", EventMode::ManualReset, &opts),
+        Err(Error::ConfigMismatch { .. })
+    ));
+    assert!(matches!(
+        Event::create_with("ev", EventMode::AutoReset, &opts),
+        Err(Error::AlreadyExists { .. })
+    ));
+    let board = Blackboard::create_with("small", 4, &opts).unwrap();
+    assert!(matches!(board.write(b"12345"), Err(Error::TooLarge { capacity: 4, .. })));
+    board.write(b"1234").unwrap();
+    let mut tiny = [0u8; 2];
+    assert!(matches!(board.read_into(&mut tiny), Err(Error::BufferTooSmall { needed: 4, .. })));
+    // A creator that never finishes: the opener gives up with NotReady.
+    let path = format!("/dev/shm/shmbus@{}.half", ns.0);
+    std::fs::write(&path, vec![0u8; 4096]).unwrap();
+    let quick = opts.clone().open_timeout(Duration::from_millis(50));
+    assert!(matches!(Blackboard::open_with("half", &quick), Err(Error::NotReady { .. })));
+}
+
+#[test]
+fn creator_removes_on_drop_unless_persistent() {
+    let ns = Ns::new();
+    drop(Blackboard::create_with("temp", 8, &ns.opts()).unwrap());
+    assert!(matches!(Blackboard::open_with("temp", &ns.opts()), Err(Error::NotFound { .. })));
+    drop(Blackboard::create_with("kept", 8, &ns.opts().persistent(true)).unwrap());
+    Blackboard::open_with("kept", &ns.opts()).unwrap();
+    // An opener never removes.
+    let creator = Blackboard::create_with("shared", 8, &ns.opts()).unwrap();
+    drop(Blackboard::open_with("shared", &ns.opts()).unwrap());
+    Blackboard::open_with("shared", &ns.opts()).unwrap();
+    drop(creator);
+}
