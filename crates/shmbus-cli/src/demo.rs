@@ -28,7 +28,9 @@ fn ready_event(id: u32) -> String {
 pub(crate) fn run() -> anyhow::Result<Outcome> {
     let namespace = format!("demo-{}", std::process::id());
     let opts = Options::new().namespace(Some(&namespace));
-    say(&format!("creating blackboard `{BOARD}` and events in namespace `{namespace}`"));
+    say(&format!(
+        "creating blackboard `{BOARD}` and events in namespace `{namespace}`"
+    ));
     let board = Blackboard::create_with(BOARD, 256, &opts)?;
     let go = Event::create_with(GO, EventMode::ManualReset, &opts)?;
     let ready: Vec<Event> = (1..=READERS)
@@ -39,7 +41,13 @@ pub(crate) fn run() -> anyhow::Result<Outcome> {
     let mut children = Vec::new();
     for id in 1..=READERS {
         let child = Command::new(&exe)
-            .args(["--namespace", &namespace, "demo-reader", "--id", &id.to_string()])
+            .args([
+                "--namespace",
+                &namespace,
+                "demo-reader",
+                "--id",
+                &id.to_string(),
+            ])
             .stdin(Stdio::null())
             .spawn()
             .context("starting a reader process")?;
@@ -71,7 +79,10 @@ fn drive(board: &Blackboard, go: &Event, ready: &[Event]) -> anyhow::Result<()> 
     say("all readers ready; setting `demo.go` (manual reset: releases every waiter at once)");
     go.set();
     for i in 1..=8u32 {
-        let value = format!("reading {i}: temperature={:.1} C", 20.0 + f64::from(i) * 0.25);
+        let value = format!(
+            "reading {i}: temperature={:.1} C",
+            20.0 + f64::from(i) * 0.25
+        );
         let v = board.write(value.as_bytes())?;
         say(&format!("wrote version {v}: {value}"));
         std::thread::sleep(Duration::from_millis(25));
@@ -83,7 +94,10 @@ fn drive(board: &Blackboard, go: &Event, ready: &[Event]) -> anyhow::Result<()> 
     say("wrote a burst of 100 versions back to back");
     std::thread::sleep(Duration::from_millis(25));
     let v = board.write(END)?;
-    say(&format!("wrote version {v}: {}", String::from_utf8_lossy(END)));
+    say(&format!(
+        "wrote version {v}: {}",
+        String::from_utf8_lossy(END)
+    ));
     Ok(())
 }
 

@@ -12,12 +12,18 @@ struct Ns(String);
 impl Ns {
     fn new() -> Ns {
         static N: AtomicU32 = AtomicU32::new(0);
-        Ns(format!("cli-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)))
+        Ns(format!(
+            "cli-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ))
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_shmbus"));
-        c.args(args).env("SHMBUS_NAMESPACE", &self.0).stdin(Stdio::null());
+        c.args(args)
+            .env("SHMBUS_NAMESPACE", &self.0)
+            .stdin(Stdio::null());
         c
     }
 
@@ -87,7 +93,10 @@ fn fails_with(out: &Output, needle: &str) {
 fn wait_for(mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < Duration::from_secs(10), "condition not met in 10 s");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "condition not met in 10 s"
+        );
         sleep(Duration::from_millis(5));
     }
 }
@@ -109,7 +118,16 @@ fn board_write_then_read_is_exact() {
 #[test]
 fn board_capacity_and_mode_apply_at_creation() {
     let ns = Ns::new();
-    ok(&ns.run(&["board", "write", "m", "--capacity", "16", "--mode", "0640", "x"]));
+    ok(&ns.run(&[
+        "board",
+        "write",
+        "m",
+        "--capacity",
+        "16",
+        "--mode",
+        "0640",
+        "x",
+    ]));
     let meta = std::fs::metadata(ns.path("m")).unwrap();
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(meta.permissions().mode() & 0o777, 0o640);
@@ -124,7 +142,10 @@ fn board_capacity_and_mode_apply_at_creation() {
 fn oversize_write_is_refused() {
     let ns = Ns::new();
     let big = vec![b'x'; 5000];
-    fails_with(&ns.run_stdin(&["board", "write", "big"], &big), "capacity is 4096");
+    fails_with(
+        &ns.run_stdin(&["board", "write", "big"], &big),
+        "capacity is 4096",
+    );
 }
 
 #[test]
@@ -162,7 +183,12 @@ fn waiters(ns: &Ns, name: &str) -> u64 {
 fn event_wait_set_reset_and_timeout() {
     let ns = Ns::new();
     ok(&ns.run(&["event", "create", "e"]));
-    assert_eq!(ns.run(&["event", "wait", "e", "--timeout", "0.1"]).status.code(), Some(3));
+    assert_eq!(
+        ns.run(&["event", "wait", "e", "--timeout", "0.1"])
+            .status
+            .code(),
+        Some(3)
+    );
     let waiter = ns.spawn(&["event", "wait", "e", "--timeout", "10"]);
     wait_for(|| waiters(&ns, "e") == 1);
     ok(&ns.run(&["event", "set", "e"]));
@@ -170,7 +196,12 @@ fn event_wait_set_reset_and_timeout() {
     // Manual reset: stays set until reset.
     ok(&ns.run(&["event", "wait", "e", "--timeout", "0.1"]));
     ok(&ns.run(&["event", "reset", "e"]));
-    assert_eq!(ns.run(&["event", "wait", "e", "--timeout", "0.1"]).status.code(), Some(3));
+    assert_eq!(
+        ns.run(&["event", "wait", "e", "--timeout", "0.1"])
+            .status
+            .code(),
+        Some(3)
+    );
     fails_with(&ns.run(&["event", "create", "e"]), "already exists");
 }
 
@@ -224,8 +255,14 @@ fn bad_names_are_refused() {
 #[test]
 fn missing_objects_are_named_in_the_error() {
     let ns = Ns::new();
-    fails_with(&ns.run(&["board", "read", "ghost"]), "no shmbus object `ghost`");
-    fails_with(&ns.run(&["event", "set", "ghost"]), "no shmbus object `ghost`");
+    fails_with(
+        &ns.run(&["board", "read", "ghost"]),
+        "no shmbus object `ghost`",
+    );
+    fails_with(
+        &ns.run(&["event", "set", "ghost"]),
+        "no shmbus object `ghost`",
+    );
     fails_with(&ns.run(&["info", "ghost"]), "no shmbus object `ghost`");
     let out = ns.run(&["rm", "ghost"]);
     fails_with(&out, "`ghost`");
@@ -235,21 +272,32 @@ fn missing_objects_are_named_in_the_error() {
 fn wrong_kind_is_refused() {
     let ns = Ns::new();
     ok(&ns.run(&["event", "create", "thing"]));
-    fails_with(&ns.run(&["board", "read", "thing"]), "of kind event, not blackboard");
+    fails_with(
+        &ns.run(&["board", "read", "thing"]),
+        "of kind event, not blackboard",
+    );
     ok(&ns.run(&["board", "write", "board", "x"]));
-    fails_with(&ns.run(&["event", "wait", "board", "--timeout", "0"]), "of kind blackboard");
+    fails_with(
+        &ns.run(&["event", "wait", "board", "--timeout", "0"]),
+        "of kind blackboard",
+    );
 }
 
 #[test]
 fn garbage_header_gives_an_error_not_a_panic() {
     let ns = Ns::new();
     // Random bytes: not a shmbus object.
-    let junk: Vec<u8> = (0..8192u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let junk: Vec<u8> = (0..8192u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     std::fs::write(ns.path("junk"), &junk).unwrap();
     fails_with(&ns.run(&["board", "read", "junk"]), "not a shmbus object");
     // `ls` and `info` still describe it.
     let ls = ok(&ns.run(&["ls", "--json"]));
-    assert!(ls.contains("\"junk\"") && ls.contains("not a shmbus object"), "{ls}");
+    assert!(
+        ls.contains("\"junk\"") && ls.contains("not a shmbus object"),
+        "{ls}"
+    );
     ok(&ns.run(&["info", "junk"]));
 
     // A valid header from another layout version.
@@ -285,7 +333,10 @@ fn rm_then_read_fails_cleanly() {
     ok(&ns.run(&["board", "write", "gone", "x"]));
     ok(&ns.run(&["event", "create", "gone2"]));
     ok(&ns.run(&["rm", "gone", "gone2"]));
-    fails_with(&ns.run(&["board", "read", "gone"]), "no shmbus object `gone`");
+    fails_with(
+        &ns.run(&["board", "read", "gone"]),
+        "no shmbus object `gone`",
+    );
     assert!(!std::path::Path::new(&ns.path("gone2")).exists());
 }
 
@@ -294,7 +345,12 @@ fn usage_errors_exit_2() {
     let ns = Ns::new();
     assert_eq!(ns.run(&["board"]).status.code(), Some(2));
     assert_eq!(ns.run(&["board", "write"]).status.code(), Some(2));
-    assert_eq!(ns.run(&["event", "create", "x", "--mode", "999"]).status.code(), Some(2));
+    assert_eq!(
+        ns.run(&["event", "create", "x", "--mode", "999"])
+            .status
+            .code(),
+        Some(2)
+    );
     assert_eq!(ns.run(&["nonsense"]).status.code(), Some(2));
     assert_eq!(ns.run(&["--help"]).status.code(), Some(0));
 }
@@ -316,7 +372,12 @@ fn ls_and_info_describe_objects() {
     assert_eq!(e1["kind"], "event");
     assert_eq!(e1["mode"], "0644");
     let table = ok(&ns.run(&["ls"]));
-    assert!(table.lines().any(|l| l.starts_with("b1 ") && l.contains("blackboard")), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("b1 ") && l.contains("blackboard")),
+        "{table}"
+    );
 
     let info: serde_json::Value =
         serde_json::from_str(&ok(&ns.run(&["info", "b1", "--json"]))).unwrap();
@@ -325,7 +386,10 @@ fn ls_and_info_describe_objects() {
     assert_eq!(info["state"]["version"], 1);
     assert_eq!(info["state"]["len"], 5);
     let text = ok(&ns.run(&["info", "e1"]));
-    assert!(text.contains("auto-reset") && text.contains("set:            false"), "{text}");
+    assert!(
+        text.contains("auto-reset") && text.contains("set:            false"),
+        "{text}"
+    );
 }
 
 /// A 0600 object created by root cannot be opened by another user.
@@ -357,8 +421,14 @@ fn permissions_are_enforced_across_users() {
             .output()
             .unwrap()
     };
-    fails_with(&as_nobody(&["board", "read", "secret"]), "permission denied");
-    fails_with(&as_nobody(&["board", "read", "secret"]), "uid 0 with mode 0600");
+    fails_with(
+        &as_nobody(&["board", "read", "secret"]),
+        "permission denied",
+    );
+    fails_with(
+        &as_nobody(&["board", "read", "secret"]),
+        "uid 0 with mode 0600",
+    );
     // A wider mode lets them in.
     ok(&ns.run(&["board", "write", "shared", "--mode", "0666", "hi"]));
     assert_eq!(ok(&as_nobody(&["board", "read", "shared"])), "hi");
@@ -380,11 +450,21 @@ fn demo_runs_end_to_end_and_cleans_up() {
         .unwrap();
     let text = ok(&out);
     for id in 1..=3 {
-        assert!(text.contains(&format!("[reader {id}] released by `demo.go`")), "{text}");
-        assert!(text.contains(&format!("[reader {id}] handler stopped cleanly")), "{text}");
+        assert!(
+            text.contains(&format!("[reader {id}] released by `demo.go`")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("[reader {id}] handler stopped cleanly")),
+            "{text}"
+        );
     }
     let ns_line = text.lines().next().unwrap();
-    let ns = ns_line.split("namespace `").nth(1).unwrap().trim_end_matches('`');
+    let ns = ns_line
+        .split("namespace `")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches('`');
     let leftovers: Vec<_> = std::fs::read_dir("/dev/shm")
         .unwrap()
         .flatten()

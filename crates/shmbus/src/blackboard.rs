@@ -84,7 +84,8 @@ impl Blackboard {
 
     /// [`Blackboard::create`] with options.
     pub fn create_with(name: &str, capacity: usize, opts: &Options) -> Result<Blackboard> {
-        let seg = Segment::create_kind(opts.name(name)?, Kind::Blackboard, capacity as u64, 0, opts)?;
+        let seg =
+            Segment::create_kind(opts.name(name)?, Kind::Blackboard, capacity as u64, 0, opts)?;
         Ok(Blackboard::from_segment(seg, opts))
     }
 
@@ -263,9 +264,7 @@ impl Inner {
     fn lock(&self) -> Seqlock<'_> {
         Seqlock {
             ctl: self.seg.at::<BoardControl>(CONTROL),
-            data: self
-                .seg
-                .slice::<AtomicU64>(DATA, self.capacity.div_ceil(8)),
+            data: self.seg.slice::<AtomicU64>(DATA, self.capacity.div_ceil(8)),
             capacity: self.capacity,
         }
     }
@@ -274,12 +273,11 @@ impl Inner {
         if let Some(&slot) = self.slot.get() {
             return Ok(slot);
         }
-        let slot = claim_slot(&self.seg, WRITER_SLOTS_BASE, WRITER_SLOTS)?.ok_or_else(|| {
-            Error::Busy {
+        let slot =
+            claim_slot(&self.seg, WRITER_SLOTS_BASE, WRITER_SLOTS)?.ok_or_else(|| Error::Busy {
                 name: self.seg.name().describe(),
                 waited: Duration::ZERO,
-            }
-        })?;
+            })?;
         self.lock().release_stale(slot);
         // Two threads may race here; both hold locks through the same description, and the
         // loser's byte stays locked until this handle closes: harmless.

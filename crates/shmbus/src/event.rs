@@ -37,7 +37,7 @@ use crate::error::{Error, Result};
 use crate::header::{Kind, HEADER_SIZE};
 use crate::options::Options;
 use crate::padded::Padded;
-use crate::segment::{SharedSafe, Segment};
+use crate::segment::{Segment, SharedSafe};
 use crate::sync::{AtomicU32, Ordering::*};
 use crate::wait::{futex_wait, futex_wake, spin_until, Deadline};
 
@@ -282,13 +282,8 @@ impl Event {
 
     /// [`Event::create_or_open`] with options.
     pub fn create_or_open_with(name: &str, mode: EventMode, opts: &Options) -> Result<Event> {
-        let seg = Segment::create_or_open_kind(
-            opts.name(name)?,
-            Kind::Event,
-            0,
-            mode.to_flags(),
-            opts,
-        )?;
+        let seg =
+            Segment::create_or_open_kind(opts.name(name)?, Kind::Event, 0, mode.to_flags(), opts)?;
         let event = Event::from_segment(seg, opts)?;
         if event.mode != mode {
             return Err(Error::ConfigMismatch {
@@ -345,7 +340,8 @@ impl Event {
 
     /// Waits until the event is set (and, in auto-reset mode, takes the release).
     pub fn wait(&self) {
-        self.state().wait(self.mode, self.spin, Deadline::after(None));
+        self.state()
+            .wait(self.mode, self.spin, Deadline::after(None));
     }
 
     /// Waits at most `timeout`; `true` when released, `false` on timeout.
@@ -374,7 +370,11 @@ mod tests {
             .map(|_| {
                 let st = st.clone();
                 std::thread::spawn(move || {
-                    st.wait(EventMode::ManualReset, Duration::ZERO, Deadline::after(Some(Duration::from_secs(10))))
+                    st.wait(
+                        EventMode::ManualReset,
+                        Duration::ZERO,
+                        Deadline::after(Some(Duration::from_secs(10))),
+                    )
                 })
             })
             .collect();
@@ -403,7 +403,11 @@ mod tests {
     fn timeout_is_honoured() {
         let st = EventState::default();
         let t = Instant::now();
-        assert!(!st.wait(EventMode::ManualReset, Duration::ZERO, Deadline::after(Some(Duration::from_millis(30)))));
+        assert!(!st.wait(
+            EventMode::ManualReset,
+            Duration::ZERO,
+            Deadline::after(Some(Duration::from_millis(30)))
+        ));
         assert!(t.elapsed() >= Duration::from_millis(30));
     }
 }

@@ -206,7 +206,10 @@ mod tests {
     fn each_defect_has_its_error() {
         let mut h = good();
         h.magic = 7;
-        assert!(matches!(h.validate("x", 228, layout), Err(Error::NotShmbus { .. })));
+        assert!(matches!(
+            h.validate("x", 228, layout),
+            Err(Error::NotShmbus { .. })
+        ));
         let mut h = good();
         h.layout_version = 99;
         assert!(matches!(
@@ -215,11 +218,20 @@ mod tests {
         ));
         let mut h = good();
         h.kind = 42;
-        assert!(matches!(h.validate("x", 228, layout), Err(Error::Corrupt { .. })));
-        assert!(matches!(good().validate("x", 4096, layout), Err(Error::Corrupt { .. })));
+        assert!(matches!(
+            h.validate("x", 228, layout),
+            Err(Error::Corrupt { .. })
+        ));
+        assert!(matches!(
+            good().validate("x", 4096, layout),
+            Err(Error::Corrupt { .. })
+        ));
         let mut h = good();
         h.capacity = u64::MAX;
-        assert!(matches!(h.validate("x", 228, layout), Err(Error::Corrupt { .. })));
+        assert!(matches!(
+            h.validate("x", 228, layout),
+            Err(Error::Corrupt { .. })
+        ));
     }
 
     proptest! {

@@ -37,13 +37,13 @@ mod error;
 mod event;
 mod handler;
 mod header;
-mod name;
 mod liveness;
+mod name;
 mod options;
 mod padded;
+mod segment;
 mod seqlock;
 mod shared_bytes;
-mod segment;
 mod sync;
 mod sys;
 mod wait;
@@ -62,5 +62,13 @@ pub use segment::{Segment, SegmentStream};
 /// (and objects they leave if they fail) never collide with real objects.
 #[doc(hidden)]
 pub fn doctest_namespace() {
-    std::env::set_var(name::NAMESPACE_ENV, format!("doctest-{}", std::process::id()));
+    std::env::set_var(
+        name::NAMESPACE_ENV,
+        format!("doctest-{}", std::process::id()),
+    );
 }
+
+/// The README's examples, run as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

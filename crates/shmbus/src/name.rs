@@ -146,9 +146,14 @@ mod tests {
 
     #[test]
     fn maps_to_dev_shm_names() {
-        assert_eq!(Name::with_namespace("a", None).unwrap().os_name(), "/shmbus.a");
         assert_eq!(
-            Name::with_namespace("a.b-c_d", Some("ns-1")).unwrap().os_name(),
+            Name::with_namespace("a", None).unwrap().os_name(),
+            "/shmbus.a"
+        );
+        assert_eq!(
+            Name::with_namespace("a.b-c_d", Some("ns-1"))
+                .unwrap()
+                .os_name(),
             "/shmbus@ns-1.a.b-c_d"
         );
     }
@@ -157,7 +162,10 @@ mod tests {
     fn rejects_bad_names() {
         for bad in ["", ".hidden", "a/b", "a b", "é", "a\0b", &"x".repeat(201)] {
             assert!(
-                matches!(Name::with_namespace(bad, None), Err(Error::InvalidName { .. })),
+                matches!(
+                    Name::with_namespace(bad, None),
+                    Err(Error::InvalidName { .. })
+                ),
                 "{bad:?} was accepted"
             );
         }

@@ -10,7 +10,9 @@ use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
-use crate::header::{Header, HeaderFields, Kind, RawHeader, HEADER_SIZE, LAYOUT_VERSION, MAGIC, READY};
+use crate::header::{
+    Header, HeaderFields, Kind, RawHeader, HEADER_SIZE, LAYOUT_VERSION, MAGIC, READY,
+};
 use crate::name::Name;
 use crate::options::Options;
 use crate::sync::{AtomicU8, Ordering};
@@ -306,8 +308,8 @@ impl Segment {
             name: name.describe(),
             reason: format!("{} bytes do not fit in the address space", stat.size),
         })?;
-        let map = Mapping::new(sys::borrow(&fd), len, writable)
-            .map_err(|e| os_error(name, "map", e))?;
+        let map =
+            Mapping::new(sys::borrow(&fd), len, writable).map_err(|e| os_error(name, "map", e))?;
         let raw = map.as_ptr().cast::<RawHeader>();
         // SAFETY: the mapping holds at least HEADER_SIZE bytes and is page aligned, so `raw`
         // points to a valid, aligned `RawHeader`; `init` is an atomic.
@@ -369,13 +371,16 @@ impl Segment {
             std::mem::size_of::<T>(),
             self.map.len()
         );
-        assert_eq!(offset % std::mem::align_of::<T>(), 0, "shmbus bug: misaligned offset");
+        assert_eq!(
+            offset % std::mem::align_of::<T>(),
+            0,
+            "shmbus bug: misaligned offset"
+        );
         // SAFETY: in bounds and aligned (asserted above); `T: SharedSafe` is valid for any
         // bits and only mutated through atomics, so shared references are sound even while
         // other processes write. The slice borrows `self`, which owns the mapping.
         unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(offset).cast::<T>(), count) }
     }
-
 }
 
 impl Drop for Segment {

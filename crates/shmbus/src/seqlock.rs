@@ -137,7 +137,12 @@ impl Seqlock<'_> {
         Ok(version)
     }
 
-    fn lock(&self, me: u32, deadline: Deadline, alive: &dyn Fn(u32) -> bool) -> Result<(), WriteError> {
+    fn lock(
+        &self,
+        me: u32,
+        deadline: Deadline,
+        alive: &dyn Fn(u32) -> bool,
+    ) -> Result<(), WriteError> {
         let writer = &self.ctl.w.writer;
         let start = Instant::now();
         let mut tries = 0u32;
@@ -151,7 +156,10 @@ impl Seqlock<'_> {
                     if tries % CHECK_EVERY == 0 {
                         if holder != me && !alive(holder) {
                             // The holder died inside its section: take the lock over.
-                            if writer.compare_exchange(holder, me, Acquire, Relaxed).is_ok() {
+                            if writer
+                                .compare_exchange(holder, me, Acquire, Relaxed)
+                                .is_ok()
+                            {
                                 return Ok(());
                             }
                         } else if deadline.expired() {
@@ -284,7 +292,11 @@ impl Seqlock<'_> {
     /// Raw `(seq, writer, len)` (for `info`).
     pub(crate) fn raw(&self) -> (u32, u32, u64) {
         let w = &*self.ctl.w;
-        (w.seq.load(Relaxed), w.writer.load(Relaxed), w.len.load(Relaxed))
+        (
+            w.seq.load(Relaxed),
+            w.writer.load(Relaxed),
+            w.len.load(Relaxed),
+        )
     }
 }
 
@@ -294,7 +306,10 @@ mod tests {
     use proptest::prelude::*;
 
     fn board(words: usize) -> (BoardControl, Vec<AtomicU64>) {
-        (BoardControl::default(), (0..words).map(|_| AtomicU64::new(0)).collect())
+        (
+            BoardControl::default(),
+            (0..words).map(|_| AtomicU64::new(0)).collect(),
+        )
     }
 
     const ALIVE: &dyn Fn(u32) -> bool = &|_| true;
@@ -338,24 +353,44 @@ mod tests {
     #[test]
     fn small_buffer_is_reported() {
         let (ctl, data) = board(2);
-        let lock = Seqlock { ctl: &ctl, data: &data, capacity: 16 };
-        lock.write(b"0123456789", 1, Deadline::after(None), ALIVE).unwrap();
+        let lock = Seqlock {
+            ctl: &ctl,
+            data: &data,
+            capacity: 16,
+        };
+        lock.write(b"0123456789", 1, Deadline::after(None), ALIVE)
+            .unwrap();
         let mut buf = [0u8; 4];
-        assert_eq!(lock.read_into(&mut buf, ALIVE), Err(ReadError::BufferTooSmall(10)));
+        assert_eq!(
+            lock.read_into(&mut buf, ALIVE),
+            Err(ReadError::BufferTooSmall(10))
+        );
     }
 
     #[test]
     fn dead_writer_mid_write_is_detected_and_recovered() {
         let (ctl, data) = board(2);
-        let lock = Seqlock { ctl: &ctl, data: &data, capacity: 16 };
-        lock.write(b"before", 1, Deadline::after(None), ALIVE).unwrap();
+        let lock = Seqlock {
+            ctl: &ctl,
+            data: &data,
+            capacity: 16,
+        };
+        lock.write(b"before", 1, Deadline::after(None), ALIVE)
+            .unwrap();
         // Writer 7 "dies" inside its section.
         ctl.w.writer.store(7, Relaxed);
         ctl.w.seq.fetch_add(1, Relaxed);
         let mut buf = [0u8; 16];
         assert_eq!(lock.read_into(&mut buf, DEAD), Err(ReadError::WriterDied));
         // The next writer takes over and the board works again.
-        let v = lock.write(b"after", 2, Deadline::after(Some(Duration::from_secs(1))), DEAD).unwrap();
+        let v = lock
+            .write(
+                b"after",
+                2,
+                Deadline::after(Some(Duration::from_secs(1))),
+                DEAD,
+            )
+            .unwrap();
         assert_eq!(v, 2);
         assert_eq!(lock.read_into(&mut buf, ALIVE), Ok((2, 5)));
         assert_eq!(&buf[..5], b"after");
@@ -364,9 +399,18 @@ mod tests {
     #[test]
     fn live_holder_makes_writers_busy() {
         let (ctl, data) = board(2);
-        let lock = Seqlock { ctl: &ctl, data: &data, capacity: 16 };
+        let lock = Seqlock {
+            ctl: &ctl,
+            data: &data,
+            capacity: 16,
+        };
         ctl.w.writer.store(7, Relaxed);
-        let r = lock.write(b"x", 2, Deadline::after(Some(Duration::from_millis(20))), ALIVE);
+        let r = lock.write(
+            b"x",
+            2,
+            Deadline::after(Some(Duration::from_millis(20))),
+            ALIVE,
+        );
         assert!(matches!(r, Err(WriteError::Busy(_))));
     }
 }
@@ -390,7 +434,11 @@ mod loom_tests {
             })
         }
         fn lock(&self) -> Seqlock<'_> {
-            Seqlock { ctl: &self.ctl, data: &self.data, capacity: 16 }
+            Seqlock {
+                ctl: &self.ctl,
+                data: &self.data,
+                capacity: 16,
+            }
         }
     }
 
@@ -406,8 +454,14 @@ mod loom_tests {
             let w = {
                 let board = board.clone();
                 thread::spawn(move || {
-                    board.lock().write(&[1; 9], 1, Deadline::after(None), ALIVE).unwrap();
-                    board.lock().write(&[2; 16], 1, Deadline::after(None), ALIVE).unwrap();
+                    board
+                        .lock()
+                        .write(&[1; 9], 1, Deadline::after(None), ALIVE)
+                        .unwrap();
+                    board
+                        .lock()
+                        .write(&[2; 16], 1, Deadline::after(None), ALIVE)
+                        .unwrap();
                 })
             };
             let mut buf = [0u8; 16];
@@ -432,10 +486,16 @@ mod loom_tests {
             let other = {
                 let board = board.clone();
                 thread::spawn(move || {
-                    board.lock().write(&[7; 16], 2, Deadline::after(None), ALIVE).unwrap();
+                    board
+                        .lock()
+                        .write(&[7; 16], 2, Deadline::after(None), ALIVE)
+                        .unwrap();
                 })
             };
-            board.lock().write(&[3; 16], 1, Deadline::after(None), ALIVE).unwrap();
+            board
+                .lock()
+                .write(&[3; 16], 1, Deadline::after(None), ALIVE)
+                .unwrap();
             other.join().unwrap();
             let mut buf = [0u8; 16];
             let (v, n) = board.lock().read_into(&mut buf, ALIVE).unwrap();
@@ -452,10 +512,15 @@ mod loom_tests {
             let r = {
                 let board = board.clone();
                 thread::spawn(move || {
-                    board.lock().wait_newer(0, Duration::ZERO, Deadline::after(None), None)
+                    board
+                        .lock()
+                        .wait_newer(0, Duration::ZERO, Deadline::after(None), None)
                 })
             };
-            board.lock().write(b"x", 1, Deadline::after(None), ALIVE).unwrap();
+            board
+                .lock()
+                .write(b"x", 1, Deadline::after(None), ALIVE)
+                .unwrap();
             assert_eq!(r.join().unwrap(), Some(1));
         });
     }

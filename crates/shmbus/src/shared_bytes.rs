@@ -35,7 +35,10 @@ pub(crate) fn store_bytes(dst: &[AtomicU64], src: &[u8]) {
     assert!(src.len() <= dst.len() * 8, "shared copy out of bounds");
     let mut chunks = src.chunks_exact(8);
     for (s, w) in (&mut chunks).zip(dst) {
-        w.store(u64::from_ne_bytes(s.try_into().expect("8-byte chunk")), Relaxed);
+        w.store(
+            u64::from_ne_bytes(s.try_into().expect("8-byte chunk")),
+            Relaxed,
+        );
     }
     let rest = chunks.remainder();
     if !rest.is_empty() {
@@ -92,6 +95,9 @@ mod tests {
     fn tail_word_is_zero_padded() {
         let shared = words(2);
         store_bytes(&shared, &[1, 2, 3, 4, 5, 6, 7, 8, 9]);
-        assert_eq!(shared[1].load(Relaxed).to_ne_bytes(), [9, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            shared[1].load(Relaxed).to_ne_bytes(),
+            [9, 0, 0, 0, 0, 0, 0, 0]
+        );
     }
 }

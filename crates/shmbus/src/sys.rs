@@ -121,10 +121,10 @@ impl Mapping {
         // SAFETY: a fresh mapping at an address the kernel picks cannot alias any Rust
         // object. The memory may be changed by other processes at any time; `Mapping` only
         // hands out a raw pointer and every user reads it through atomics or volatile reads.
-        let ptr = unsafe {
-            rustix::mm::mmap(std::ptr::null_mut(), len, prot, MapFlags::SHARED, fd, 0)?
-        };
-        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave NULL"))?;
+        let ptr =
+            unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, prot, MapFlags::SHARED, fd, 0)? };
+        let ptr =
+            NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave NULL"))?;
         Ok(Mapping { ptr, len })
     }
 

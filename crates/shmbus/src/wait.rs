@@ -21,8 +21,7 @@ impl Deadline {
 
     /// Time left, `Some(ZERO)` once passed, `None` for no deadline.
     pub(crate) fn remaining(&self) -> Option<Duration> {
-        self.0
-            .map(|d| d.saturating_duration_since(Instant::now()))
+        self.0.map(|d| d.saturating_duration_since(Instant::now()))
     }
 
     /// Whether the deadline has passed.

@@ -17,7 +17,11 @@ struct Ns(String);
 impl Ns {
     fn new() -> Ns {
         static N: AtomicU32 = AtomicU32::new(0);
-        Ns(format!("proc-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)))
+        Ns(format!(
+            "proc-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ))
     }
 
     fn opts(&self) -> Options {
@@ -40,10 +44,13 @@ impl Ns {
 
     fn waiters(&self, name: &str) -> u32 {
         let name = shmbus::Name::with_namespace(name, Some(&self.0)).unwrap();
-        match shmbus::inspect(&name).ok().and_then(|i| i.header).map(|h| h.state) {
-            Some(LiveState::Event { waiters, .. }) | Some(LiveState::Blackboard { waiters, .. }) => {
-                waiters
-            }
+        match shmbus::inspect(&name)
+            .ok()
+            .and_then(|i| i.header)
+            .map(|h| h.state)
+        {
+            Some(LiveState::Event { waiters, .. })
+            | Some(LiveState::Blackboard { waiters, .. }) => waiters,
             _ => 0,
         }
     }
@@ -73,7 +80,10 @@ fn succeeded(child: Child) -> String {
 fn wait_for(mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < Duration::from_secs(10), "condition not met in 10 s");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "condition not met in 10 s"
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
 }
@@ -87,7 +97,10 @@ fn child_entry() {
     let arg = std::env::var(ARG).unwrap_or_default();
     match role.as_str() {
         "write-board" => {
-            Blackboard::open(&arg).unwrap().write(b"written by the child").unwrap();
+            Blackboard::open(&arg)
+                .unwrap()
+                .write(b"written by the child")
+                .unwrap();
             let seg = Segment::open("bytes").unwrap();
             seg.stream().write_all(b"stream from the child").unwrap();
         }
@@ -116,7 +129,10 @@ fn child_entry() {
                 if version > 0 {
                     check_pattern(version, &buf[..len]);
                 }
-                assert!(version >= last, "version went back from {last} to {version}");
+                assert!(
+                    version >= last,
+                    "version went back from {last} to {version}"
+                );
                 last = version;
                 reads += 1;
             }
@@ -140,7 +156,10 @@ fn child_entry() {
             }
             let stats = guard.stop().unwrap();
             assert!(stats.delivered >= n);
-            println!("handler verified {} updates, skipped {}", stats.delivered, stats.skipped);
+            println!(
+                "handler verified {} updates, skipped {}",
+                stats.delivered, stats.skipped
+            );
         }
         "big-writer" => {
             let board = Blackboard::open(&arg).unwrap();
@@ -153,7 +172,9 @@ fn child_entry() {
         "create-or-open" => {
             let board = Blackboard::create_or_open_with(&arg, 64, &Options::new().persistent(true))
                 .unwrap();
-            board.write(std::process::id().to_string().as_bytes()).unwrap();
+            board
+                .write(std::process::id().to_string().as_bytes())
+                .unwrap();
         }
         other => panic!("unknown role {other}"),
     }
@@ -173,7 +194,11 @@ fn check_pattern(version: u64, data: &[u8]) {
     assert!(data.len() >= 8, "short value at version {version}");
     let k = u64::from_le_bytes(data[..8].try_into().unwrap());
     assert_eq!(k, version, "the value is not the one of its version");
-    assert_eq!(data, pattern(k).as_slice(), "torn value at version {version}");
+    assert_eq!(
+        data,
+        pattern(k).as_slice(),
+        "torn value at version {version}"
+    );
 }
 
 #[test]
@@ -226,7 +251,12 @@ fn a_writer_killed_mid_write_is_detected_and_the_next_write_repairs() {
     for _ in 0..5 {
         let mut child = ns.child("big-writer", "big");
         let mut first = [0u8; 8];
-        child.stdout.as_mut().unwrap().read_exact(&mut first).unwrap();
+        child
+            .stdout
+            .as_mut()
+            .unwrap()
+            .read_exact(&mut first)
+            .unwrap();
         std::thread::sleep(Duration::from_millis(50));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
@@ -313,15 +343,27 @@ fn handler_skips_versions_it_could_not_keep_up_with_and_counts_them() {
     assert_eq!(rx.recv().unwrap(), (1, 0));
     assert_eq!(rx.recv().unwrap(), (10, 8));
     let stats = guard.stop().unwrap();
-    assert_eq!(stats, shmbus::HandlerStats { delivered: 2, skipped: 8 });
+    assert_eq!(
+        stats,
+        shmbus::HandlerStats {
+            delivered: 2,
+            skipped: 8
+        }
+    );
 }
 
 #[test]
 fn library_errors_for_user_mistakes() {
     let ns = Ns::new();
     let opts = ns.opts();
-    assert!(matches!(Blackboard::open_with("nope", &opts), Err(Error::NotFound { .. })));
-    assert!(matches!(Blackboard::create_with("bad/name", 8, &opts), Err(Error::InvalidName { .. })));
+    assert!(matches!(
+        Blackboard::open_with("nope", &opts),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        Blackboard::create_with("bad/name", 8, &opts),
+        Err(Error::InvalidName { .. })
+    ));
     let _ev = Event::create_with("ev", EventMode::AutoReset, &opts).unwrap();
     assert!(matches!(
         Blackboard::open_with("ev", &opts),
@@ -336,22 +378,34 @@ fn library_errors_for_user_mistakes() {
         Err(Error::AlreadyExists { .. })
     ));
     let board = Blackboard::create_with("small", 4, &opts).unwrap();
-    assert!(matches!(board.write(b"12345"), Err(Error::TooLarge { capacity: 4, .. })));
+    assert!(matches!(
+        board.write(b"12345"),
+        Err(Error::TooLarge { capacity: 4, .. })
+    ));
     board.write(b"1234").unwrap();
     let mut tiny = [0u8; 2];
-    assert!(matches!(board.read_into(&mut tiny), Err(Error::BufferTooSmall { needed: 4, .. })));
+    assert!(matches!(
+        board.read_into(&mut tiny),
+        Err(Error::BufferTooSmall { needed: 4, .. })
+    ));
     // A creator that never finishes: the opener gives up with NotReady.
     let path = format!("/dev/shm/shmbus@{}.half", ns.0);
     std::fs::write(&path, vec![0u8; 4096]).unwrap();
     let quick = opts.clone().open_timeout(Duration::from_millis(50));
-    assert!(matches!(Blackboard::open_with("half", &quick), Err(Error::NotReady { .. })));
+    assert!(matches!(
+        Blackboard::open_with("half", &quick),
+        Err(Error::NotReady { .. })
+    ));
 }
 
 #[test]
 fn creator_removes_on_drop_unless_persistent() {
     let ns = Ns::new();
     drop(Blackboard::create_with("temp", 8, &ns.opts()).unwrap());
-    assert!(matches!(Blackboard::open_with("temp", &ns.opts()), Err(Error::NotFound { .. })));
+    assert!(matches!(
+        Blackboard::open_with("temp", &ns.opts()),
+        Err(Error::NotFound { .. })
+    ));
     drop(Blackboard::create_with("kept", 8, &ns.opts().persistent(true)).unwrap());
     Blackboard::open_with("kept", &ns.opts()).unwrap();
     // An opener never removes.
