@@ -323,8 +323,7 @@ fn garbage_header_gives_an_error_not_a_panic() {
 
     // Too small to hold a header.
     std::fs::write(ns.path("tiny"), b"SHMBUS").unwrap();
-    let out = ns.run(&["board", "read", "tiny"]);
-    assert_eq!(out.status.code(), Some(1));
+    fails_with(&ns.run(&["board", "read", "tiny"]), "too small");
 }
 
 #[test]

@@ -79,6 +79,20 @@ pub enum Error {
         mode: u32,
     },
 
+    /// The object belongs to another user than [`crate::Options::require_owner`] asked for.
+    #[error(
+        "{name} belongs to uid {owner}, not to uid {expected}: someone else may have created \
+         it first; check with `shmbus ls` and remove it if it is not yours"
+    )]
+    UntrustedOwner {
+        /// The object.
+        name: String,
+        /// Its owner.
+        owner: u32,
+        /// The owner asked for.
+        expected: u32,
+    },
+
     /// The object is another kind of shmbus object.
     #[error("{name} is of kind {found}, not {expected}: use the matching command or type")]
     WrongKind {

@@ -22,6 +22,7 @@ pub struct Options {
     pub(crate) persistent: bool,
     pub(crate) open_timeout: Duration,
     pub(crate) spin: Duration,
+    pub(crate) owner: Option<u32>,
 }
 
 impl Default for Options {
@@ -32,6 +33,7 @@ impl Default for Options {
             persistent: false,
             open_timeout: Duration::from_secs(1),
             spin: Duration::from_micros(20),
+            owner: None,
         }
     }
 }
@@ -73,6 +75,27 @@ impl Options {
     /// answers in nanoseconds; a futex sleep and wake costs microseconds.
     pub fn spin(mut self, spin: Duration) -> Self {
         self.spin = spin;
+        self
+    }
+
+    /// Only open objects owned by `uid` ([`crate::Error::UntrustedOwner`] otherwise).
+    ///
+    /// Anyone allowed to write `/dev/shm` can create an object under a name you meant to
+    /// create yourself and wait for you to open it; a process that handles sensitive data
+    /// should insist on its own uid (or the uid of the creator it trusts).
+    ///
+    /// ```
+    /// # shmbus::doctest_namespace();
+    /// use shmbus::{Blackboard, Options};
+    /// let _mine = Blackboard::create("doc.options.owner", 8)?;
+    /// let uid = shmbus::inspect(_mine.name())?.owner;
+    /// Blackboard::open_with("doc.options.owner", &Options::new().require_owner(uid))?;
+    /// let other = Blackboard::open_with("doc.options.owner", &Options::new().require_owner(uid + 1));
+    /// assert!(matches!(other, Err(shmbus::Error::UntrustedOwner { .. })));
+    /// # Ok::<(), shmbus::Error>(())
+    /// ```
+    pub fn require_owner(mut self, uid: u32) -> Self {
+        self.owner = Some(uid);
         self
     }
 

@@ -230,7 +230,7 @@ impl Segment {
         let start = Instant::now();
         let mut backoff = Duration::from_micros(50);
         loop {
-            match Segment::try_open(&name, writable)? {
+            match Segment::try_open(&name, writable, opts.owner)? {
                 Opened::Ready(seg) => {
                     if let Some(expected) = expected {
                         if seg.header.kind != expected {
@@ -292,9 +292,16 @@ impl Segment {
     }
 
     /// One attempt at opening: `Initialising` when the creator has not finished.
-    fn try_open(name: &Name, writable: bool) -> Result<Opened> {
+    fn try_open(name: &Name, writable: bool, owner: Option<u32>) -> Result<Opened> {
         let fd = sys::shm_open(name.os_name(), writable).map_err(|e| open_error(name, e))?;
         let stat = sys::fstat(sys::borrow(&fd)).map_err(|e| os_error(name, "stat", e))?;
+        if let Some(expected) = owner.filter(|&uid| uid != stat.uid) {
+            return Err(Error::UntrustedOwner {
+                name: name.describe(),
+                owner: stat.uid,
+                expected,
+            });
+        }
         if !stat.is_regular {
             return Err(Error::NotShmbus {
                 name: name.describe(),
