@@ -20,7 +20,7 @@ use crate::handler::{call_handler, HandlerGuard, HandlerStats, Update};
 use crate::header::{Kind, HEADER_SIZE};
 use crate::liveness::{claim_slot, slot_alive, WRITER_SLOTS, WRITER_SLOTS_BASE};
 use crate::options::Options;
-use crate::segment::Segment;
+use crate::segment::{Segment, Spec};
 use crate::seqlock::{BoardControl, ReadError, Seqlock, WriteError};
 use crate::sync::AtomicU64;
 use crate::wait::Deadline;
@@ -84,8 +84,8 @@ impl Blackboard {
 
     /// [`Blackboard::create`] with options.
     pub fn create_with(name: &str, capacity: usize, opts: &Options) -> Result<Blackboard> {
-        let seg =
-            Segment::create_kind(opts.name(name)?, Kind::Blackboard, capacity as u64, 0, opts)?;
+        let spec = Spec::capacity(capacity as u64);
+        let seg = Segment::create_kind(opts.name(name)?, Kind::Blackboard, spec, opts)?;
         Ok(Blackboard::from_segment(seg, opts))
     }
 
@@ -108,13 +108,8 @@ impl Blackboard {
 
     /// [`Blackboard::create_or_open`] with options.
     pub fn create_or_open_with(name: &str, capacity: usize, opts: &Options) -> Result<Blackboard> {
-        let seg = Segment::create_or_open_kind(
-            opts.name(name)?,
-            Kind::Blackboard,
-            capacity as u64,
-            0,
-            opts,
-        )?;
+        let spec = Spec::capacity(capacity as u64);
+        let seg = Segment::create_or_open_kind(opts.name(name)?, Kind::Blackboard, spec, opts)?;
         Ok(Blackboard::from_segment(seg, opts))
     }
 

@@ -63,6 +63,25 @@ pub enum LiveState {
         /// The raw state word.
         raw: u32,
     },
+    /// A broadcast channel.
+    Channel {
+        /// Lossy or back-pressure.
+        mode: crate::Mode,
+        /// Largest message.
+        max_message: u64,
+        /// Subscriber slots.
+        max_subscribers: u32,
+        /// Messages published so far.
+        published: u64,
+        /// Bytes published so far (the ring position).
+        tail: u64,
+        /// Live subscribers.
+        subscribers: u32,
+        /// Whether a live publisher holds the channel.
+        publisher_alive: bool,
+        /// Whether the last publisher closed the stream.
+        closed: bool,
+    },
     /// A blackboard.
     Blackboard {
         /// Version of the current value (`None` while a write is in progress).
@@ -168,6 +187,19 @@ fn header_info(seg: &Segment) -> HeaderInfo {
             },
             None => LiveState::Segment,
         },
+        Kind::Channel => {
+            let c = crate::channel::live_state(seg);
+            LiveState::Channel {
+                mode: c.mode,
+                max_message: c.max_message,
+                max_subscribers: c.max_subscribers,
+                published: c.published,
+                tail: c.tail,
+                subscribers: c.subscribers,
+                publisher_alive: c.publisher_alive,
+                closed: c.closed,
+            }
+        }
         Kind::Blackboard => {
             let (version, len, writer, waiters) = crate::blackboard::live_state(seg);
             LiveState::Blackboard {

@@ -224,6 +224,91 @@ pub enum Error {
         message: String,
     },
 
+    /// A channel configuration that cannot work.
+    #[error("invalid channel configuration: {reason}")]
+    InvalidConfig {
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// The channel already has a live publisher.
+    #[error(
+        "{name} already has a live publisher: a channel has one publisher at a time (it is \
+         taken over automatically if that process dies)"
+    )]
+    PublisherExists {
+        /// The channel.
+        name: String,
+    },
+
+    /// Every subscriber slot of the channel is taken by a live subscriber.
+    #[error("{name} has no free subscriber slot (all {slots} are in use): recreate it with more")]
+    TooManySubscribers {
+        /// The channel.
+        name: String,
+        /// Slots it has.
+        slots: u32,
+    },
+
+    /// A back-pressure channel is full: a subscriber has not consumed what would be
+    /// overwritten.
+    #[error("{name} is full: its slowest subscriber has not caught up; retry, or use send to wait")]
+    Full {
+        /// The channel.
+        name: String,
+    },
+
+    /// No message is waiting (non-blocking receive).
+    #[error("no message is waiting on {name}")]
+    Empty {
+        /// The channel.
+        name: String,
+    },
+
+    /// A blocking call gave up.
+    #[error("timed out waiting on {name}")]
+    Timeout {
+        /// The object.
+        name: String,
+    },
+
+    /// The publisher closed the stream and every message has been received.
+    #[error("{name} was closed by its publisher and every message has been received")]
+    Disconnected {
+        /// The channel.
+        name: String,
+    },
+
+    /// The publisher died (without closing) and every message it sent has been received.
+    #[error(
+        "the publisher of {name} died: every message it sent has been received; a new \
+         publisher may take over"
+    )]
+    PublisherGone {
+        /// The channel.
+        name: String,
+    },
+
+    /// The subscriber fell behind a lossy channel by more than the ring holds.
+    #[error("lagged: {lost} messages lost on {name}; the next receive continues with the oldest kept")]
+    Lagged {
+        /// The channel.
+        name: String,
+        /// Exactly how many messages were overwritten before they could be read.
+        lost: u64,
+    },
+
+    /// The operation needs the other channel mode.
+    #[error("{name} is a {mode} channel; {what}")]
+    WrongMode {
+        /// The channel.
+        name: String,
+        /// Its mode.
+        mode: &'static str,
+        /// What needed the other mode.
+        what: &'static str,
+    },
+
     /// An operating-system call failed for another reason.
     #[error("{action} {name} failed: {source}")]
     Os {

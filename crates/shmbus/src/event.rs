@@ -37,7 +37,7 @@ use crate::error::{Error, Result};
 use crate::header::{Kind, HEADER_SIZE};
 use crate::options::Options;
 use crate::padded::Padded;
-use crate::segment::{Segment, SharedSafe};
+use crate::segment::{Segment, SharedSafe, Spec};
 use crate::sync::{AtomicU32, Ordering::*};
 use crate::wait::{futex_wait, futex_wake, spin_until, Deadline};
 
@@ -259,7 +259,11 @@ impl Event {
 
     /// [`Event::create`] with options.
     pub fn create_with(name: &str, mode: EventMode, opts: &Options) -> Result<Event> {
-        let seg = Segment::create_kind(opts.name(name)?, Kind::Event, 0, mode.to_flags(), opts)?;
+        let spec = Spec {
+            flags: mode.to_flags(),
+            ..Spec::default()
+        };
+        let seg = Segment::create_kind(opts.name(name)?, Kind::Event, spec, opts)?;
         Event::from_segment(seg, opts)
     }
 
@@ -282,8 +286,11 @@ impl Event {
 
     /// [`Event::create_or_open`] with options.
     pub fn create_or_open_with(name: &str, mode: EventMode, opts: &Options) -> Result<Event> {
-        let seg =
-            Segment::create_or_open_kind(opts.name(name)?, Kind::Event, 0, mode.to_flags(), opts)?;
+        let spec = Spec {
+            flags: mode.to_flags(),
+            ..Spec::default()
+        };
+        let seg = Segment::create_or_open_kind(opts.name(name)?, Kind::Event, spec, opts)?;
         let event = Event::from_segment(seg, opts)?;
         if event.mode != mode {
             return Err(Error::ConfigMismatch {

@@ -15,7 +15,8 @@
 //! |     32 | `creator_start`      | u64   | creator's start time, clock ticks since boot   |
 //! |     40 | `created_unix_ns`    | u64   | creation time, nanoseconds since the epoch     |
 //! |     48 | `capacity`           | u64   | kind-specific size (data bytes)                |
-//! |     56 | `reserved`           | u64   | 0                                              |
+//! |     56 | `max_message`        | u32   | channels: largest message; 0 otherwise         |
+//! |     60 | `max_slots`          | u32   | channels: subscriber slots; 0 otherwise        |
 //! |     64 | `init`               | u32   | 0 while initialising, [`READY`] when usable     |
 //! |     68 | padding to 128       |       |                                                |
 //!
@@ -49,6 +50,8 @@ pub enum Kind {
     Event,
     /// A latest-value blackboard ([`crate::Blackboard`]).
     Blackboard,
+    /// A broadcast channel ([`crate::Publisher`], [`crate::Subscriber`]).
+    Channel,
 }
 
 impl Kind {
@@ -57,6 +60,7 @@ impl Kind {
             Kind::Segment => 1,
             Kind::Event => 2,
             Kind::Blackboard => 3,
+            Kind::Channel => 4,
         }
     }
 
@@ -65,6 +69,7 @@ impl Kind {
             1 => Some(Kind::Segment),
             2 => Some(Kind::Event),
             3 => Some(Kind::Blackboard),
+            4 => Some(Kind::Channel),
             _ => None,
         }
     }
@@ -75,6 +80,7 @@ impl Kind {
             Kind::Segment => "segment",
             Kind::Event => "event",
             Kind::Blackboard => "blackboard",
+            Kind::Channel => "channel",
         }
     }
 }
@@ -98,7 +104,8 @@ pub(crate) struct HeaderFields {
     pub creator_start: u64,
     pub created_unix_ns: u64,
     pub capacity: u64,
-    pub reserved: u64,
+    pub max_message: u32,
+    pub max_slots: u32,
 }
 
 /// The header as it lies in the mapping.

@@ -33,6 +33,7 @@
 
 mod blackboard;
 mod catalog;
+mod channel;
 mod error;
 mod event;
 mod handler;
@@ -41,6 +42,7 @@ mod liveness;
 mod name;
 mod options;
 mod padded;
+mod ring;
 mod segment;
 mod seqlock;
 mod shared_bytes;
@@ -49,6 +51,7 @@ mod sys;
 mod wait;
 
 pub use blackboard::Blackboard;
+pub use channel::{ChannelConfig, Iter, Loan, Message, Mode, Publisher, Sample, Subscriber};
 pub use catalog::{inspect, list, HeaderInfo, LiveState, ObjectInfo};
 pub use error::{Error, Result};
 pub use event::{Event, EventMode};

@@ -22,6 +22,25 @@ use crate::sys::{self, FileStat, Mapping};
 /// overflow whatever a header claims.
 pub(crate) const MAX_CAPACITY: u64 = 1 << 40;
 
+/// What to create: the kind and its configuration, as the header records it.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Spec {
+    pub capacity: u64,
+    pub flags: u32,
+    pub max_message: u32,
+    pub max_slots: u32,
+}
+
+impl Spec {
+    /// A spec with only a capacity.
+    pub(crate) fn capacity(capacity: u64) -> Spec {
+        Spec {
+            capacity,
+            ..Spec::default()
+        }
+    }
+}
+
 /// Types that may be viewed in a shared mapping.
 ///
 /// # Safety
@@ -44,6 +63,7 @@ pub(crate) fn layout_size(kind: Kind, fields: &HeaderFields) -> std::result::Res
         Kind::Segment => fields.capacity,
         Kind::Event => crate::event::layout_size(),
         Kind::Blackboard => crate::blackboard::layout_size(fields.capacity),
+        Kind::Channel => crate::channel::layout_size(fields)?,
     };
     Ok(HEADER_SIZE as u64 + state)
 }
@@ -91,7 +111,7 @@ impl Segment {
 
     /// [`Segment::create`] with options.
     pub fn create_with(name: &str, size: usize, opts: &Options) -> Result<Segment> {
-        Segment::create_kind(opts.name(name)?, Kind::Segment, size as u64, 0, opts)
+        Segment::create_kind(opts.name(name)?, Kind::Segment, Spec::capacity(size as u64), opts)
     }
 
     /// Opens an existing segment.
@@ -112,7 +132,7 @@ impl Segment {
 
     /// [`Segment::create_or_open`] with options.
     pub fn create_or_open_with(name: &str, size: usize, opts: &Options) -> Result<Segment> {
-        Segment::create_or_open_kind(opts.name(name)?, Kind::Segment, size as u64, 0, opts)
+        Segment::create_or_open_kind(opts.name(name)?, Kind::Segment, Spec::capacity(size as u64), opts)
     }
 
     /// Removes the object called `name` (of any kind). Processes that have it open keep
@@ -157,27 +177,22 @@ impl Segment {
 
     // ----- crate-internal: shared by every kind -----
 
-    pub(crate) fn create_kind(
-        name: Name,
-        kind: Kind,
-        capacity: u64,
-        flags: u32,
-        opts: &Options,
-    ) -> Result<Segment> {
+    pub(crate) fn create_kind(name: Name, kind: Kind, spec: Spec, opts: &Options) -> Result<Segment> {
         let mut fields = HeaderFields {
             magic: MAGIC,
             layout_version: LAYOUT_VERSION,
             kind: kind.to_raw(),
             total_size: 0,
             creator_pid: sys::pid(),
-            flags,
+            flags: spec.flags,
             creator_start: sys::process_start_ticks(),
             created_unix_ns: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_nanos() as u64)
                 .unwrap_or(0),
-            capacity,
-            reserved: 0,
+            capacity: spec.capacity,
+            max_message: spec.max_message,
+            max_slots: spec.max_slots,
         };
         let total = layout_size(kind, &fields).map_err(|reason| Error::Corrupt {
             name: name.describe(),
@@ -269,15 +284,14 @@ impl Segment {
     pub(crate) fn create_or_open_kind(
         name: Name,
         kind: Kind,
-        capacity: u64,
-        flags: u32,
+        spec: Spec,
         opts: &Options,
     ) -> Result<Segment> {
         // Another process may remove the object between our failed create and our open; a
         // few rounds settle any such race.
         let mut last = None;
         for _ in 0..16 {
-            match Segment::create_kind(name.clone(), kind, capacity, flags, opts) {
+            match Segment::create_kind(name.clone(), kind, spec, opts) {
                 Err(Error::AlreadyExists { .. }) => {}
                 other => return other,
             }

@@ -27,3 +27,12 @@ pub(crate) fn yield_now() {
     #[cfg(not(loom))]
     std::thread::yield_now();
 }
+
+/// Waits a moment for another party to finish a short step (a loom yield under loom).
+#[inline]
+pub(crate) fn backoff() {
+    #[cfg(loom)]
+    loom::thread::yield_now();
+    #[cfg(not(loom))]
+    std::hint::spin_loop();
+}
