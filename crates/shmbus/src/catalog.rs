@@ -26,6 +26,9 @@ pub struct ObjectInfo {
     pub header: Option<HeaderInfo>,
     /// Why the header could not be read (permission, corruption, version ...).
     pub problem: Option<String>,
+    /// Whether its owner lives: for a channel, its publisher or any subscriber; for other
+    /// kinds, the creating process. `None` when the header could not be read.
+    pub alive: Option<bool>,
 }
 
 /// The validated header of an object and its live state.
@@ -42,6 +45,8 @@ pub struct HeaderInfo {
     pub creator_pid: u32,
     /// When it was created.
     pub created: SystemTime,
+    /// Whether the creator asked for it to outlive it.
+    pub persistent: bool,
     /// The kind's live state.
     pub state: LiveState,
 }
@@ -159,10 +164,14 @@ pub fn inspect(name: &Name) -> Result<ObjectInfo> {
     let opts = Options::new()
         .namespace(name.namespace())
         .open_timeout(Duration::from_millis(100));
-    let (header, problem) = match Segment::open_kind(name.clone(), None, &opts, false) {
-        Ok(seg) => (Some(header_info(&seg)), None),
+    let (header, problem, alive) = match Segment::open_kind(name.clone(), None, &opts, false) {
+        Ok(seg) => {
+            let info = header_info(&seg);
+            let alive = owner_alive(&seg, &info);
+            (Some(info), None, Some(alive))
+        }
         Err(e @ Error::NotFound { .. }) => return Err(e),
-        Err(e) => (None, Some(e.to_string())),
+        Err(e) => (None, Some(e.to_string()), None),
     };
     Ok(ObjectInfo {
         name: name.clone(),
@@ -171,7 +180,69 @@ pub fn inspect(name: &Name) -> Result<ObjectInfo> {
         mode: stat.mode,
         header,
         problem,
+        alive,
     })
+}
+
+fn owner_alive(seg: &Segment, info: &HeaderInfo) -> bool {
+    match info.state {
+        LiveState::Channel {
+            publisher_alive,
+            subscribers,
+            ..
+        } => publisher_alive || subscribers > 0,
+        _ => {
+            let f = seg.header().fields;
+            sys::process_alive(f.creator_pid, f.creator_start)
+        }
+    }
+}
+
+/// Why `gc` removes an object, if it should.
+fn garbage_reason(o: &ObjectInfo) -> Option<&'static str> {
+    match (&o.header, o.alive) {
+        (Some(h), Some(false)) if h.kind == Kind::Channel => {
+            Some("no live publisher or subscriber")
+        }
+        (Some(h), Some(false)) if !h.persistent => Some("its creator died"),
+        (None, _)
+            if o.problem
+                .as_deref()
+                .is_some_and(|p| p.contains("still being initialised")) =>
+        {
+            Some("its creator never finished creating it")
+        }
+        _ => None,
+    }
+}
+
+/// Removes the objects in `namespace` whose owners are all dead: channels with no live
+/// publisher or subscriber, other objects whose creator died without removing them (unless
+/// created persistent), and objects whose creation never finished. Returns what it removed
+/// (or, with `dry_run`, would remove) and why.
+///
+/// ```
+/// # shmbus::doctest_namespace();
+/// let ns = std::env::var("SHMBUS_NAMESPACE").ok();
+/// let _live = shmbus::Blackboard::create("doc.gc.live", 8)?;
+/// let removed = shmbus::gc(ns.as_deref(), false)?;
+/// assert!(removed.is_empty()); // our own objects are alive
+/// # Ok::<(), shmbus::Error>(())
+/// ```
+pub fn gc(namespace: Option<&str>, dry_run: bool) -> Result<Vec<(Name, &'static str)>> {
+    let mut removed = Vec::new();
+    for o in list(namespace)? {
+        if let Some(reason) = garbage_reason(&o) {
+            if !dry_run {
+                match crate::segment::remove_name(&o.name) {
+                    Ok(()) | Err(Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            removed.push((o.name, reason));
+        }
+    }
+    Ok(removed)
 }
 
 fn header_info(seg: &Segment) -> HeaderInfo {
@@ -216,6 +287,7 @@ fn header_info(seg: &Segment) -> HeaderInfo {
         capacity: h.fields.capacity,
         creator_pid: h.fields.creator_pid,
         created: UNIX_EPOCH + Duration::from_nanos(h.fields.created_unix_ns),
+        persistent: h.fields.persistent(),
         state,
     }
 }

@@ -118,7 +118,9 @@ impl ChannelConfig {
 fn check_spec(spec: &Spec) -> std::result::Result<(), String> {
     let cap = spec.capacity;
     if !cap.is_power_of_two() || cap < MIN_CAPACITY || cap > crate::segment::MAX_CAPACITY {
-        return Err(format!("capacity {cap} is not a power of two between 64 and 2^40"));
+        return Err(format!(
+            "capacity {cap} is not a power of two between 64 and 2^40"
+        ));
     }
     if u64::from(spec.max_message) > ring::max_message_for(cap) {
         return Err(format!(
@@ -128,7 +130,10 @@ fn check_spec(spec: &Spec) -> std::result::Result<(), String> {
         ));
     }
     if spec.max_slots == 0 || spec.max_slots > MAX_SLOTS {
-        return Err(format!("max_subscribers {} is not within 1..=1024", spec.max_slots));
+        return Err(format!(
+            "max_subscribers {} is not within 1..=1024",
+            spec.max_slots
+        ));
     }
     if spec.flags > 1 {
         return Err(format!("unknown mode {}", spec.flags));
@@ -140,7 +145,7 @@ fn check_spec(spec: &Spec) -> std::result::Result<(), String> {
 pub(crate) fn layout_size(f: &crate::header::HeaderFields) -> std::result::Result<u64, String> {
     let spec = Spec {
         capacity: f.capacity,
-        flags: f.flags,
+        flags: f.kind_flags(),
         max_message: f.max_message,
         max_slots: f.max_slots,
     };
@@ -163,7 +168,7 @@ fn config_of(seg: &Segment) -> ChannelConfig {
     ChannelConfig {
         capacity: f.capacity as usize,
         max_message: f.max_message as usize,
-        mode: if f.flags == 1 {
+        mode: if f.kind_flags() == 1 {
             Mode::Backpressure
         } else {
             Mode::Lossy
@@ -252,6 +257,16 @@ impl Channel {
             name: self.name(),
             reason,
         }
+    }
+}
+
+/// A channel created without a publisher, kept (and removed on drop) by its creator.
+#[derive(Debug)]
+pub(crate) struct ChannelKeeper(#[allow(dead_code)] Channel);
+
+impl ChannelKeeper {
+    pub(crate) fn create(name: &str, config: &ChannelConfig, opts: &Options) -> Result<Self> {
+        Ok(ChannelKeeper(Channel::create(name, config, opts)?))
     }
 }
 
@@ -449,9 +464,9 @@ impl Publisher {
             let state = slot.state.load(Acquire);
             if state & ring::SLOT_ACTIVE != 0 && !self.ch.subscriber_alive(i) {
                 // The activation count in `state` keeps us from freeing a new owner's slot.
-                let _ = slot
-                    .state
-                    .compare_exchange(state, state & !ring::SLOT_ACTIVE, AcqRel, Relaxed);
+                let _ =
+                    slot.state
+                        .compare_exchange(state, state & !ring::SLOT_ACTIVE, AcqRel, Relaxed);
             }
         }
         // Our cached lower bound may have been a dead subscriber's cursor.
@@ -486,7 +501,10 @@ impl Loan<'_> {
 impl std::ops::Deref for Loan<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        let start = self.r.payload_word(self.publisher.ch.config.capacity as u64) * 8;
+        let start = self
+            .r
+            .payload_word(self.publisher.ch.config.capacity as u64)
+            * 8;
         let words = self.publisher.ch.ring().data;
         let bytes = loan_bytes(words, start, self.r.len as usize);
         // SAFETY: see `loan_bytes`; a shared view of our own exclusive bytes.
@@ -496,7 +514,10 @@ impl std::ops::Deref for Loan<'_> {
 
 impl std::ops::DerefMut for Loan<'_> {
     fn deref_mut(&mut self) -> &mut [u8] {
-        let start = self.r.payload_word(self.publisher.ch.config.capacity as u64) * 8;
+        let start = self
+            .r
+            .payload_word(self.publisher.ch.config.capacity as u64)
+            * 8;
         let words = self.publisher.ch.ring().data;
         let bytes = loan_bytes(words, start, self.r.len as usize);
         // SAFETY: see `loan_bytes`.
@@ -805,10 +826,7 @@ impl Subscriber {
                 loop {
                     match self.wait_recv(&mut buf, Deadline::after(None), Some(stopper)) {
                         Ok(()) => {
-                            let msg = Message {
-                                data: &buf,
-                                lost,
-                            };
+                            let msg = Message { data: &buf, lost };
                             call_handler(&thread_name, || handler(msg))?;
                             stats.delivered += 1;
                             stats.skipped += lost;

@@ -252,7 +252,9 @@ pub enum Error {
 
     /// A back-pressure channel is full: a subscriber has not consumed what would be
     /// overwritten.
-    #[error("{name} is full: its slowest subscriber has not caught up; retry, or use send to wait")]
+    #[error(
+        "{name} is full: its slowest subscriber has not caught up; retry, or use send to wait"
+    )]
     Full {
         /// The channel.
         name: String,
@@ -290,7 +292,9 @@ pub enum Error {
     },
 
     /// The subscriber fell behind a lossy channel by more than the ring holds.
-    #[error("lagged: {lost} messages lost on {name}; the next receive continues with the oldest kept")]
+    #[error(
+        "lagged: {lost} messages lost on {name}; the next receive continues with the oldest kept"
+    )]
     Lagged {
         /// The channel.
         name: String,

@@ -303,7 +303,7 @@ impl Event {
     }
 
     fn from_segment(seg: Segment, opts: &Options) -> Result<Event> {
-        let flags = seg.header().fields.flags;
+        let flags = seg.header().fields.kind_flags();
         let mode = EventMode::from_flags(flags).ok_or_else(|| Error::Corrupt {
             name: seg.name().describe(),
             reason: format!("unknown event mode {flags}"),
@@ -359,7 +359,7 @@ impl Event {
 }
 
 pub(crate) fn live_state(seg: &Segment) -> Option<(EventMode, bool, u32, u32)> {
-    let mode = EventMode::from_flags(seg.header().fields.flags)?;
+    let mode = EventMode::from_flags(seg.header().fields.kind_flags())?;
     let st: &EventState = seg.at(HEADER_SIZE);
     Some((mode, st.is_set(mode), st.waiters(), st.raw_state()))
 }

@@ -11,7 +11,7 @@
 //! |     12 | `kind`               | u32   | [`Kind`] as a number                           |
 //! |     16 | `total_size`         | u64   | size of the whole object in bytes              |
 //! |     24 | `creator_pid`        | u32   | pid of the creating process                    |
-//! |     28 | `flags`              | u32   | kind-specific flags (event mode)               |
+//! |     28 | `flags`              | u32   | bits 0..16: the kind's mode; bit 31: persistent |
 //! |     32 | `creator_start`      | u64   | creator's start time, clock ticks since boot   |
 //! |     40 | `created_unix_ns`    | u64   | creation time, nanoseconds since the epoch     |
 //! |     48 | `capacity`           | u64   | kind-specific size (data bytes)                |
@@ -125,6 +125,21 @@ const _: () = {
     assert!(offset_of!(RawHeader, init) == 64);
     assert!(size_of::<RawHeader>() == HEADER_SIZE);
 };
+
+/// Bit of `flags` set when the creator asked for the object to outlive it.
+pub(crate) const PERSISTENT: u32 = 1 << 31;
+
+impl HeaderFields {
+    /// The kind-specific part of `flags` (event mode, channel mode).
+    pub(crate) fn kind_flags(&self) -> u32 {
+        self.flags & 0xffff
+    }
+
+    /// Whether the creator meant the object to outlive it.
+    pub(crate) fn persistent(&self) -> bool {
+        self.flags & PERSISTENT != 0
+    }
+}
 
 /// A header that passed validation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

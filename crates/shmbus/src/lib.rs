@@ -34,6 +34,7 @@
 mod blackboard;
 mod catalog;
 mod channel;
+mod duplex;
 mod error;
 mod event;
 mod handler;
@@ -51,8 +52,9 @@ mod sys;
 mod wait;
 
 pub use blackboard::Blackboard;
+pub use catalog::{gc, inspect, list, HeaderInfo, LiveState, ObjectInfo};
 pub use channel::{ChannelConfig, Iter, Loan, Message, Mode, Publisher, Sample, Subscriber};
-pub use catalog::{inspect, list, HeaderInfo, LiveState, ObjectInfo};
+pub use duplex::{Duplex, Received};
 pub use error::{Error, Result};
 pub use event::{Event, EventMode};
 pub use handler::{HandlerGuard, HandlerStats, Update};

@@ -241,7 +241,9 @@ impl Ring<'_> {
         let head = p.head.load(Relaxed);
         let published = p.published.load(Relaxed);
         if tail % RECORD_HEADER != 0 || head % RECORD_HEADER != 0 {
-            return Err(format!("ring positions {head}..{tail} are not record-aligned"));
+            return Err(format!(
+                "ring positions {head}..{tail} are not record-aligned"
+            ));
         }
         if head > tail || tail - head > self.capacity {
             return Err(format!("ring head {head} and tail {tail} are inconsistent"));
@@ -444,7 +446,9 @@ impl Ring<'_> {
             fence(Acquire);
             let intent = p.tail_intent.load(Relaxed);
             if intent < tail {
-                return Err(format!("the ring's tail {tail} is ahead of its intent {intent}"));
+                return Err(format!(
+                    "the ring's tail {tail} is ahead of its intent {intent}"
+                ));
             }
             if intent - cur > self.capacity {
                 // Overwritten while we copied: what we read is garbage, we were lapped.
@@ -483,8 +487,7 @@ impl Ring<'_> {
         // The publisher moves `head` just after `tail_intent`: give it a moment.
         crate::sync::backoff();
         let head = self.ctl.publisher.head.load(Acquire);
-        st.cursor = if head <= tail && tail - head <= self.capacity && head % RECORD_HEADER == 0
-        {
+        st.cursor = if head <= tail && tail - head <= self.capacity && head % RECORD_HEADER == 0 {
             head
         } else {
             tail
@@ -721,8 +724,14 @@ mod tests {
         ring.write_payload(&r, b"two");
         let mut p2 = ring.attach_publisher().unwrap();
         send(&ring, &mut p2, b"new");
-        assert_eq!(read(&ring, &mut s).unwrap(), (Next::Message, b"one".to_vec()));
-        assert_eq!(read(&ring, &mut s).unwrap(), (Next::Message, b"new".to_vec()));
+        assert_eq!(
+            read(&ring, &mut s).unwrap(),
+            (Next::Message, b"one".to_vec())
+        );
+        assert_eq!(
+            read(&ring, &mut s).unwrap(),
+            (Next::Message, b"new".to_vec())
+        );
     }
 }
 
@@ -792,9 +801,15 @@ mod loom_tests {
             let (mut received, mut lost) = (0, 0);
             for _ in 0..4 {
                 let mut got = Vec::new();
-                match o.ring().try_read(&mut sub, &mut |w, len| Ring::copy_payload(w, len, &mut got)) {
+                match o
+                    .ring()
+                    .try_read(&mut sub, &mut |w, len| Ring::copy_payload(w, len, &mut got))
+                {
                     Ok(Next::Message) => {
-                        assert!(got.len() == 16 && got.iter().all(|&b| b == got[0]), "torn: {got:?}");
+                        assert!(
+                            got.len() == 16 && got.iter().all(|&b| b == got[0]),
+                            "torn: {got:?}"
+                        );
                         received += 1;
                     }
                     Ok(Next::Lagged(n)) => lost += n,
@@ -840,7 +855,10 @@ mod loom_tests {
             let mut next = 1u8;
             while next <= 3 {
                 let mut got = Vec::new();
-                match o.ring().try_read(&mut sub, &mut |w, len| Ring::copy_payload(w, len, &mut got)) {
+                match o
+                    .ring()
+                    .try_read(&mut sub, &mut |w, len| Ring::copy_payload(w, len, &mut got))
+                {
                     Ok(Next::Message) => {
                         assert_eq!(got, vec![next; 16]);
                         next += 1;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
 use crate::header::{
-    Header, HeaderFields, Kind, RawHeader, HEADER_SIZE, LAYOUT_VERSION, MAGIC, READY,
+    Header, HeaderFields, Kind, RawHeader, HEADER_SIZE, LAYOUT_VERSION, MAGIC, PERSISTENT, READY,
 };
 use crate::name::Name;
 use crate::options::Options;
@@ -111,7 +111,12 @@ impl Segment {
 
     /// [`Segment::create`] with options.
     pub fn create_with(name: &str, size: usize, opts: &Options) -> Result<Segment> {
-        Segment::create_kind(opts.name(name)?, Kind::Segment, Spec::capacity(size as u64), opts)
+        Segment::create_kind(
+            opts.name(name)?,
+            Kind::Segment,
+            Spec::capacity(size as u64),
+            opts,
+        )
     }
 
     /// Opens an existing segment.
@@ -132,7 +137,12 @@ impl Segment {
 
     /// [`Segment::create_or_open`] with options.
     pub fn create_or_open_with(name: &str, size: usize, opts: &Options) -> Result<Segment> {
-        Segment::create_or_open_kind(opts.name(name)?, Kind::Segment, Spec::capacity(size as u64), opts)
+        Segment::create_or_open_kind(
+            opts.name(name)?,
+            Kind::Segment,
+            Spec::capacity(size as u64),
+            opts,
+        )
     }
 
     /// Removes the object called `name` (of any kind). Processes that have it open keep
@@ -177,14 +187,19 @@ impl Segment {
 
     // ----- crate-internal: shared by every kind -----
 
-    pub(crate) fn create_kind(name: Name, kind: Kind, spec: Spec, opts: &Options) -> Result<Segment> {
+    pub(crate) fn create_kind(
+        name: Name,
+        kind: Kind,
+        spec: Spec,
+        opts: &Options,
+    ) -> Result<Segment> {
         let mut fields = HeaderFields {
             magic: MAGIC,
             layout_version: LAYOUT_VERSION,
             kind: kind.to_raw(),
             total_size: 0,
             creator_pid: sys::pid(),
-            flags: spec.flags,
+            flags: spec.flags | if opts.persistent { PERSISTENT } else { 0 },
             creator_start: sys::process_start_ticks(),
             created_unix_ns: SystemTime::now()
                 .duration_since(UNIX_EPOCH)

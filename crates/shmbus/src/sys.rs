@@ -219,18 +219,24 @@ pub(crate) fn pid() -> u32 {
 /// The start time of this process in clock ticks since boot (field 22 of `/proc/self/stat`),
 /// recorded next to the pid so that a reused pid can be told apart. 0 when unreadable.
 pub(crate) fn process_start_ticks() -> u64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0;
-    };
+    start_ticks("/proc/self/stat").unwrap_or(0)
+}
+
+/// Whether process `pid` lives and started at `start` (clock ticks since boot), from
+/// `/proc/<pid>/stat`. With `start == 0` (unknown), any process with that pid counts.
+pub(crate) fn process_alive(pid: u32, start: u64) -> bool {
+    match start_ticks(&format!("/proc/{pid}/stat")) {
+        Some(ticks) => start == 0 || ticks == start,
+        None => false,
+    }
+}
+
+fn start_ticks(path: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(path).ok()?;
     // The command name (field 2) is in parentheses and may contain spaces: skip past it.
-    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-        return 0;
-    };
+    let rest = &stat[stat.rfind(')')? + 1..];
     // `rest` starts at field 3; field 22 is the 20th from there.
-    rest.split_whitespace()
-        .nth(19)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
+    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// Names of the entries of [`SHM_DIR`] (`readdir`).

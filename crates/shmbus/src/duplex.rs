@@ -1,0 +1,216 @@
+//! Request/response links: two back-pressure channels, one per direction.
+//!
+//! The server ([`Duplex::listen`]) creates `<name>.up` (client to server, which it
+//! subscribes to) and `<name>.down` (server to client, which it publishes). A client
+//! ([`Duplex::connect`]) subscribes to `.down` and becomes the publisher of `.up`, so one
+//! client at a time is connected. Every message starts with an 8-byte little-endian word:
+//! 0 for a plain message, a request id for a request, the id with bit 63 set for its reply.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use crate::channel::{ChannelConfig, ChannelKeeper, Mode, Publisher, Subscriber};
+use crate::error::{Error, Result};
+use crate::options::Options;
+use crate::wait::Deadline;
+
+const REPLY: u64 = 1 << 63;
+/// How long a server's receive naps between clients.
+const BETWEEN_CLIENTS: Duration = Duration::from_millis(5);
+
+/// A message received on a [`Duplex`] link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    /// The payload.
+    pub data: Vec<u8>,
+    /// The request id when the peer waits for a [`Duplex::reply`].
+    pub request: Option<u64>,
+}
+
+/// One end of a two-way link between two processes.
+///
+/// ```
+/// # shmbus::doctest_namespace();
+/// use shmbus::Duplex;
+/// use std::time::Duration;
+///
+/// let mut server = Duplex::listen("doc.duplex")?;
+/// let t = std::thread::spawn(move || -> shmbus::Result<()> {
+///     let req = server.recv()?; // an echo server
+///     server.reply(&req, &req.data)
+/// });
+/// let mut client = Duplex::connect("doc.duplex")?;
+/// assert_eq!(client.request(b"ping", Duration::from_secs(5))?, b"ping");
+/// t.join().unwrap()?;
+/// # Ok::<(), shmbus::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Duplex {
+    // Field order is drop order: the publisher closes its stream before the channels go.
+    tx: Publisher,
+    rx: Subscriber,
+    /// The server keeps the `.up` channel alive (and removes it on drop).
+    _up: Option<ChannelKeeper>,
+    server: bool,
+    next_id: u64,
+    /// Messages that arrived while `request` waited for its reply.
+    pending: VecDeque<Received>,
+    buf: Vec<u8>,
+}
+
+impl Duplex {
+    /// Starts the server end of link `name`.
+    pub fn listen(name: &str) -> Result<Duplex> {
+        Self::listen_with(name, &Options::default())
+    }
+
+    /// [`Duplex::listen`] with options.
+    pub fn listen_with(name: &str, opts: &Options) -> Result<Duplex> {
+        let config = ChannelConfig {
+            mode: Mode::Backpressure,
+            ..ChannelConfig::default()
+        };
+        // `.up` is created without a publisher: the client becomes it, and must find our
+        // subscription already in place.
+        let up = ChannelKeeper::create(&format!("{name}.up"), &config, opts)?;
+        let rx = Subscriber::open_with(&format!("{name}.up"), opts)?;
+        let tx = Publisher::create_with(&format!("{name}.down"), config, opts)?;
+        Ok(Duplex {
+            tx,
+            rx,
+            _up: Some(up),
+            server: true,
+            next_id: 1,
+            pending: VecDeque::new(),
+            buf: Vec::new(),
+        })
+    }
+
+    /// Connects to the server of link `name` ([`Error::NotFound`] if it is not listening).
+    pub fn connect(name: &str) -> Result<Duplex> {
+        Self::connect_with(name, &Options::default())
+    }
+
+    /// [`Duplex::connect`] with options.
+    pub fn connect_with(name: &str, opts: &Options) -> Result<Duplex> {
+        let rx = Subscriber::open_with(&format!("{name}.down"), opts)?;
+        let tx = Publisher::open_with(&format!("{name}.up"), opts)?;
+        Ok(Duplex {
+            tx,
+            rx,
+            _up: None,
+            server: false,
+            // Ids unique across clients of the same server: replies go to every client.
+            next_id: u64::from(std::process::id()) << 32 | 1,
+            pending: VecDeque::new(),
+            buf: Vec::new(),
+        })
+    }
+
+    /// Sends a plain message.
+    pub fn send(&mut self, data: &[u8]) -> Result<()> {
+        self.send_word(0, data)
+    }
+
+    fn send_word(&mut self, word: u64, data: &[u8]) -> Result<()> {
+        let mut loan = self.tx.loan(8 + data.len())?;
+        loan[..8].copy_from_slice(&word.to_le_bytes());
+        loan[8..].copy_from_slice(data);
+        loan.commit();
+        Ok(())
+    }
+
+    /// Receives the next message or request.
+    pub fn recv(&mut self) -> Result<Received> {
+        self.recv_deadline(Deadline::after(None))
+    }
+
+    /// [`recv`](Self::recv) waiting at most `timeout` ([`Error::Timeout`]).
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Received> {
+        self.recv_deadline(Deadline::after(Some(timeout)))
+    }
+
+    fn recv_deadline(&mut self, deadline: Deadline) -> Result<Received> {
+        if let Some(m) = self.pending.pop_front() {
+            return Ok(m);
+        }
+        loop {
+            let (word, data) = self.recv_raw(deadline)?;
+            if word & REPLY != 0 {
+                continue; // a reply nobody waits for any more (its request timed out)
+            }
+            return Ok(Received {
+                data,
+                request: (word != 0).then_some(word),
+            });
+        }
+    }
+
+    /// Receives one framed message; on the server, waits through client changes.
+    fn recv_raw(&mut self, deadline: Deadline) -> Result<(u64, Vec<u8>)> {
+        loop {
+            let result = match deadline.remaining() {
+                None => self.rx.recv_into(&mut self.buf),
+                Some(left) => self.rx.recv_timeout_into(&mut self.buf, left),
+            };
+            match result {
+                Ok(()) => break,
+                // The server outlives its clients: wait for the next one.
+                Err(Error::Disconnected { .. } | Error::PublisherGone { .. }) if self.server => {
+                    if deadline.expired() {
+                        return Err(Error::Timeout {
+                            name: self.rx.name().describe(),
+                        });
+                    }
+                    std::thread::sleep(
+                        deadline
+                            .remaining()
+                            .map_or(BETWEEN_CLIENTS, |d| d.min(BETWEEN_CLIENTS)),
+                    );
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if self.buf.len() < 8 {
+            return Err(Error::Corrupt {
+                name: self.rx.name().describe(),
+                reason: format!("a duplex message of {} bytes has no header", self.buf.len()),
+            });
+        }
+        let word = u64::from_le_bytes(self.buf[..8].try_into().expect("8 bytes"));
+        Ok((word, self.buf[8..].to_vec()))
+    }
+
+    /// Answers a request received with [`recv`](Self::recv).
+    pub fn reply(&mut self, request: &Received, data: &[u8]) -> Result<()> {
+        let Some(id) = request.request else {
+            return Err(Error::WrongMode {
+                name: self.tx.name().describe(),
+                mode: "duplex",
+                what: "only requests (from `request`) can be replied to",
+            });
+        };
+        self.send_word(id | REPLY, data)
+    }
+
+    /// Sends a request and waits at most `timeout` for its reply ([`Error::Timeout`]).
+    /// Messages that arrive meanwhile are kept for [`recv`](Self::recv).
+    pub fn request(&mut self, data: &[u8], timeout: Duration) -> Result<Vec<u8>> {
+        let id = self.next_id & !REPLY;
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        let deadline = Deadline::after(Some(timeout));
+        self.send_word(id, data)?;
+        loop {
+            let (word, data) = self.recv_raw(deadline)?;
+            if word == id | REPLY {
+                return Ok(data);
+            }
+            if word & REPLY == 0 {
+                self.pending.push_back(Received {
+                    data,
+                    request: (word != 0).then_some(word),
+                });
+            }
+        }
+    }
+}
