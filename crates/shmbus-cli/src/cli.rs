@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 /// Inter-process communication through shared memory: inspect and drive shmbus objects.
 ///
 /// Objects live in /dev/shm as `shmbus.<name>` (or `shmbus@<namespace>.<name>`).
-/// Exit codes: 0 success, 1 error, 2 usage error, 3 timeout.
+/// Exit codes: 0 success, 1 error, 2 usage error, 3 timeout, 4 publisher died.
 #[derive(Debug, Parser)]
 #[command(name = "shmbus", version, propagate_version = true)]
 pub(crate) struct Cli {
@@ -27,6 +27,19 @@ pub(crate) enum Command {
     /// Cross-process events: create, set, reset, wait.
     #[command(subcommand)]
     Event(EventCmd),
+    /// Creates a broadcast channel and publishes each line of standard input as a message.
+    Pub(PubArgs),
+    /// Subscribes to a channel and prints each message followed by a newline.
+    Sub(SubArgs),
+    /// Request/response links: an echo server and a client.
+    #[command(subcommand)]
+    Duplex(DuplexCmd),
+    /// Removes objects whose owners are all dead.
+    Gc {
+        /// Only say what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Lists every shmbus object in the namespace.
     Ls {
         /// Print a JSON array instead of a table.
@@ -50,12 +63,80 @@ pub(crate) enum Command {
     /// Runs the original scenario end to end: one writer and three readers, in separate
     /// processes, with receive handlers and events.
     Demo,
+    /// (internal) one subscriber process of the demo.
+    #[command(hide = true)]
+    DemoSubscriber {
+        /// Subscriber number.
+        #[arg(long)]
+        id: u32,
+    },
     /// (internal) one reader process of the demo.
     #[command(hide = true)]
     DemoReader {
         /// Reader number.
         #[arg(long)]
         id: u32,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct PubArgs {
+    /// Channel name.
+    pub name: String,
+    /// Ring size in bytes (a power of two).
+    #[arg(long, default_value_t = 256 * 1024, value_name = "BYTES")]
+    pub capacity: usize,
+    /// Largest message in bytes (at most half the capacity, less 16).
+    #[arg(long, default_value_t = 16 * 1024, value_name = "BYTES")]
+    pub max_message: usize,
+    /// Never overwrite what a subscriber has not read (wait instead of losing messages).
+    #[arg(long)]
+    pub backpressure: bool,
+    /// Wait until N subscribers are attached before publishing.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub wait_subscribers: usize,
+    /// Give up (exit 3) when the subscribers have not come within SECS seconds (default
+    /// 10); with --backpressure, also when a send cannot proceed for that long.
+    #[arg(long, value_parser = parse_secs, value_name = "SECS")]
+    pub timeout: Option<Duration>,
+    /// Permission bits in octal.
+    #[arg(long, default_value = "0600", value_parser = parse_mode, value_name = "OCTAL")]
+    pub mode: u32,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct SubArgs {
+    /// Channel name.
+    pub name: String,
+    /// Exit 0 after N messages.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    /// Give up (exit 3) when the channel does not exist within SECS seconds (default 10),
+    /// or, once subscribed, when no message comes for SECS seconds (default: wait forever).
+    #[arg(long, value_parser = parse_secs, value_name = "SECS")]
+    pub timeout: Option<Duration>,
+    /// Start with the oldest message still in the ring instead of the next one.
+    #[arg(long)]
+    pub from_oldest: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DuplexCmd {
+    /// Runs an echo server on link NAME: every request is answered with its own bytes.
+    Serve {
+        /// Link name.
+        name: String,
+    },
+    /// Sends DATA as a request on link NAME and prints the reply.
+    Request {
+        /// Link name.
+        name: String,
+        /// The request.
+        data: String,
+        /// Give up (exit 3) after SECS seconds (default 10), including waiting for the
+        /// server to listen.
+        #[arg(long, value_parser = parse_secs, value_name = "SECS")]
+        timeout: Option<Duration>,
     },
 }
 

@@ -1,18 +1,28 @@
 //! `shmbus demo`: the original scenario, end to end, in real processes.
 //!
-//! One writer (this process) and three readers (this binary re-executed as the hidden
-//! `demo-reader` command). The readers register receive handlers on a blackboard, report
-//! ready on their own auto-reset event, and wait on one manual-reset event that releases
-//! them all at once. The writer publishes a series of readings; each reader's handler prints
-//! what it sees (and how many versions it skipped, if it was too slow). Every object lives
-//! in a private namespace and is removed when the demo ends.
+//! Part 1, the blackboard: one writer (this process) and three readers (this binary
+//! re-executed as the hidden `demo-reader` command). The readers register receive handlers
+//! on a blackboard, report ready on their own auto-reset event, and wait on one manual-reset
+//! event that releases them all at once. The writer publishes a series of readings; each
+//! reader's handler prints what it sees (and how many versions it skipped, if it was too
+//! slow).
+//!
+//! Part 2, the broadcast channel: one publisher (this process) sends 10 000 messages on a
+//! back-pressure channel to three subscriber processes (`demo-subscriber`), each of which
+//! checks that it got every one, in order. Then subscriber 1 sends a request over a duplex
+//! link and prints the reply.
+//!
+//! Every object lives in a private namespace and is removed when the demo ends.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use shmbus::{Blackboard, Event, EventMode, Options};
+use shmbus::{
+    Blackboard, ChannelConfig, Duplex, Error, Event, EventMode, Mode, Options, Publisher,
+    Subscriber,
+};
 
 use crate::Outcome;
 
@@ -37,25 +47,36 @@ pub(crate) fn run() -> anyhow::Result<Outcome> {
         .map(|id| Event::create_with(&ready_event(id), EventMode::AutoReset, &opts))
         .collect::<Result<_, _>>()?;
 
-    let exe = std::env::current_exe().context("finding the shmbus binary to start readers")?;
-    let mut children = Vec::new();
-    for id in 1..=READERS {
-        let child = Command::new(&exe)
-            .args([
-                "--namespace",
-                &namespace,
-                "demo-reader",
-                "--id",
-                &id.to_string(),
-            ])
-            .stdin(Stdio::null())
-            .spawn()
-            .context("starting a reader process")?;
-        say(&format!("started reader {id} as process {}", child.id()));
-        children.push(child);
-    }
+    let children = spawn_children(&namespace, "demo-reader", "reader")?;
     let result = drive(&board, &go, &ready);
-    let statuses = reap(children);
+    check_children("reader", reap(children), result)?;
+    say("all readers finished cleanly");
+
+    broadcast_and_duplex(&namespace, &opts)?;
+    say("removing the demo objects");
+    Ok(Outcome::Done)
+}
+
+fn spawn_children(namespace: &str, command: &str, what: &str) -> anyhow::Result<Vec<Child>> {
+    let exe = std::env::current_exe().context("finding the shmbus binary to start children")?;
+    (1..=READERS)
+        .map(|id| {
+            let child = Command::new(&exe)
+                .args(["--namespace", namespace, command, "--id", &id.to_string()])
+                .stdin(Stdio::null())
+                .spawn()
+                .with_context(|| format!("starting {what} {id}"))?;
+            say(&format!("started {what} {id} as process {}", child.id()));
+            Ok(child)
+        })
+        .collect()
+}
+
+fn check_children(
+    what: &str,
+    statuses: Vec<bool>,
+    result: anyhow::Result<()>,
+) -> anyhow::Result<()> {
     result?;
     let failed: Vec<String> = statuses
         .iter()
@@ -64,9 +85,97 @@ pub(crate) fn run() -> anyhow::Result<Outcome> {
         .map(|(i, _)| (i + 1).to_string())
         .collect();
     if !failed.is_empty() {
-        bail!("reader(s) {} failed", failed.join(", "));
+        bail!("{what}(s) {} failed", failed.join(", "));
     }
-    say("all readers finished cleanly; removing the demo objects");
+    Ok(())
+}
+
+const CHANNEL: &str = "demo.ticks";
+const LINK: &str = "demo.link";
+const TICKS: u64 = 10_000;
+
+fn broadcast_and_duplex(namespace: &str, opts: &Options) -> anyhow::Result<()> {
+    let config = ChannelConfig {
+        mode: Mode::Backpressure,
+        capacity: 64 * 1024,
+        ..ChannelConfig::default()
+    };
+    say(&format!(
+        "creating back-pressure channel `{CHANNEL}` and duplex link `{LINK}`"
+    ));
+    let mut publisher = Publisher::create_with(CHANNEL, config, opts)?;
+    let mut link = Duplex::listen_with(LINK, opts)?;
+    let children = spawn_children(namespace, "demo-subscriber", "subscriber")?;
+    let result = (|| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while publisher.subscriber_count() < READERS as usize {
+            if Instant::now() > deadline {
+                bail!("the subscribers did not attach within 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        say(&format!(
+            "{READERS} subscribers attached; publishing {TICKS} messages"
+        ));
+        let start = Instant::now();
+        for i in 0..TICKS {
+            publisher.send(format!("tick {i}").as_bytes())?;
+        }
+        say(&format!(
+            "published {TICKS} messages in {:.1} ms; closing the stream",
+            start.elapsed().as_secs_f64() * 1e3
+        ));
+        drop(publisher);
+        let request = link.recv_timeout(Duration::from_secs(10))?;
+        say(&format!(
+            "duplex: got request {:?}; replying",
+            String::from_utf8_lossy(&request.data)
+        ));
+        let reply = format!("ack: {}", String::from_utf8_lossy(&request.data)).into_bytes();
+        link.reply(&request, &reply)?;
+        Ok(())
+    })();
+    check_children("subscriber", reap(children), result)?;
+    say("every subscriber got every message in order");
+    Ok(())
+}
+
+/// One subscriber process of part 2.
+pub(crate) fn subscriber(id: u32, opts: &Options) -> anyhow::Result<Outcome> {
+    let say = |what: &str| println!("[subscr {id}] {what}");
+    let mut sub = Subscriber::open_with(CHANNEL, opts)?;
+    say("subscribed");
+    let mut buf = Vec::new();
+    let mut n = 0u64;
+    loop {
+        match sub.recv_timeout_into(&mut buf, Duration::from_secs(10)) {
+            Ok(()) => {
+                let expected = format!("tick {n}");
+                if buf != expected.as_bytes() {
+                    bail!(
+                        "subscriber {id}: got {:?}, expected {expected:?}",
+                        String::from_utf8_lossy(&buf)
+                    );
+                }
+                n += 1;
+            }
+            Err(Error::Disconnected { .. }) => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if n != TICKS {
+        bail!("subscriber {id}: the stream ended after {n} of {TICKS} messages");
+    }
+    say(&format!("end of stream: {n} messages, all in order"));
+    if id == 1 {
+        let mut link = Duplex::connect_with(LINK, opts)?;
+        let request = format!("subscriber {id} got {n} ticks");
+        let reply = link.request(request.as_bytes(), Duration::from_secs(10))?;
+        say(&format!(
+            "duplex: reply {:?}",
+            String::from_utf8_lossy(&reply)
+        ));
+    }
     Ok(Outcome::Done)
 }
 
@@ -123,7 +232,7 @@ fn reap(children: Vec<Child>) -> Vec<bool> {
 }
 
 fn say(what: &str) {
-    println!("[writer  ] {what}");
+    println!("[main    ] {what}");
 }
 
 /// One reader process.

@@ -1,11 +1,13 @@
 //! `shmbus`: create, inspect and drive shmbus shared-memory objects from the shell.
 //!
 //! Exit codes: 0 success, 1 error (one `error:` line on stderr), 2 usage error,
-//! 3 timeout. A closed stdout (`shmbus board watch x | head -1`) ends quietly with 0.
+//! 3 timeout, 4 the publisher died (`sub`). A closed stdout (`shmbus board watch x | head -1`) ends quietly with 0.
 
 mod board;
+mod channel;
 mod cli;
 mod demo;
+mod duplex;
 mod event;
 mod objects;
 
@@ -23,6 +25,8 @@ pub(crate) enum Outcome {
     TimedOut,
     /// Failed, and already said why on stderr (exit code 1).
     Failed,
+    /// The publisher died (exit code 4).
+    PublisherGone,
 }
 
 fn main() -> ExitCode {
@@ -39,6 +43,7 @@ fn main() -> ExitCode {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::TimedOut) => ExitCode::from(3),
         Ok(Outcome::Failed) => ExitCode::from(1),
+        Ok(Outcome::PublisherGone) => ExitCode::from(4),
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
@@ -54,11 +59,16 @@ fn run(args: cli::Cli) -> anyhow::Result<Outcome> {
     match args.command {
         cli::Command::Board(cmd) => board::run(cmd, opts),
         cli::Command::Event(cmd) => event::run(cmd, opts),
+        cli::Command::Pub(a) => channel::publish(a, opts),
+        cli::Command::Sub(a) => channel::subscribe(a, opts),
+        cli::Command::Duplex(cmd) => duplex::run(cmd, opts),
+        cli::Command::Gc { dry_run } => objects::gc(namespace.as_deref(), dry_run),
         cli::Command::Ls { json } => objects::ls(namespace.as_deref(), json),
         cli::Command::Info { name, json } => objects::info(&name, namespace.as_deref(), json),
         cli::Command::Rm { names } => objects::rm(&names, &opts),
         cli::Command::Demo => demo::run(),
         cli::Command::DemoReader { id } => demo::reader(id, &opts),
+        cli::Command::DemoSubscriber { id } => demo::subscriber(id, &opts),
     }
 }
 

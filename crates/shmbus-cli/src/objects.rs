@@ -19,18 +19,19 @@ pub(crate) fn ls(namespace: Option<&str>, as_json: bool) -> anyhow::Result<Outco
     let users = Users::load();
     writeln!(
         out,
-        "{:<32} {:<11} {:>10} {:<10} {:<5} CREATED",
-        "NAME", "KIND", "SIZE", "OWNER", "MODE"
+        "{:<32} {:<11} {:>10} {:<10} {:<5} {:<5} CREATED",
+        "NAME", "KIND", "SIZE", "OWNER", "MODE", "ALIVE"
     )?;
     for o in &objects {
         writeln!(
             out,
-            "{:<32} {:<11} {:>10} {:<10} {:04o}  {}",
+            "{:<32} {:<11} {:>10} {:<10} {:04o}  {:<5} {}",
             o.name.as_str(),
             kind_str(o),
             o.size,
             users.name(o.owner),
             o.mode,
+            alive_str(o.alive),
             o.header
                 .as_ref()
                 .map_or_else(|| "-".to_owned(), |h| time_str(h.created)),
@@ -73,7 +74,30 @@ pub(crate) fn info(name: &str, namespace: Option<&str>, as_json: bool) -> anyhow
     writeln!(out, "capacity:       {} bytes", h.capacity)?;
     writeln!(out, "creator pid:    {}", h.creator_pid)?;
     writeln!(out, "created:        {}", time_str(h.created))?;
+    writeln!(out, "persistent:     {}", h.persistent)?;
+    writeln!(out, "owner alive:    {}", alive_str(o.alive))?;
     match &h.state {
+        LiveState::Channel {
+            mode,
+            max_message,
+            max_subscribers,
+            published,
+            tail,
+            subscribers,
+            publisher_alive,
+            closed,
+        } => {
+            writeln!(out, "mode:           {}", mode.as_str())?;
+            writeln!(out, "max message:    {max_message} bytes")?;
+            writeln!(out, "subscribers:    {subscribers} of {max_subscribers}")?;
+            writeln!(out, "published:      {published} messages, {tail} bytes")?;
+            writeln!(
+                out,
+                "publisher:      {}",
+                if *publisher_alive { "alive" } else { "none" }
+            )?;
+            writeln!(out, "closed:         {closed}")?;
+        }
         LiveState::Event {
             mode,
             set,
@@ -104,6 +128,23 @@ pub(crate) fn info(name: &str, namespace: Option<&str>, as_json: bool) -> anyhow
     Ok(Outcome::Done)
 }
 
+pub(crate) fn gc(namespace: Option<&str>, dry_run: bool) -> anyhow::Result<Outcome> {
+    let verb = if dry_run { "would remove" } else { "removed" };
+    let mut out = io::stdout().lock();
+    for (name, reason) in shmbus::gc(namespace, dry_run)? {
+        writeln!(out, "{verb} {} ({reason})", name.as_str())?;
+    }
+    Ok(Outcome::Done)
+}
+
+fn alive_str(alive: Option<bool>) -> &'static str {
+    match alive {
+        Some(true) => "yes",
+        Some(false) => "no",
+        None => "?",
+    }
+}
+
 pub(crate) fn rm(names: &[String], opts: &Options) -> anyhow::Result<Outcome> {
     // Remove what exists even when some names fail; report each failure on its own line.
     let mut outcome = Outcome::Done;
@@ -132,6 +173,8 @@ fn summary_json(o: &ObjectInfo) -> Value {
         "owner": o.owner,
         "mode": format!("{:04o}", o.mode),
         "created": o.header.as_ref().map(|h| time_str(h.created)),
+        "alive": o.alive,
+        "persistent": o.header.as_ref().map(|h| h.persistent),
         "problem": o.problem,
     })
 }
@@ -150,6 +193,25 @@ fn state_json(h: &HeaderInfo) -> Value {
             writer,
             waiters,
         } => json!({"version": version, "len": len, "writer_slot": writer, "waiters": waiters}),
+        LiveState::Channel {
+            mode,
+            max_message,
+            max_subscribers,
+            published,
+            tail,
+            subscribers,
+            publisher_alive,
+            closed,
+        } => json!({
+            "mode": mode.as_str(),
+            "max_message": max_message,
+            "max_subscribers": max_subscribers,
+            "published": published,
+            "bytes_published": tail,
+            "subscribers": subscribers,
+            "publisher_alive": publisher_alive,
+            "closed": closed,
+        }),
         _ => json!({}),
     }
 }

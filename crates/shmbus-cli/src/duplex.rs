@@ -1,0 +1,59 @@
+//! `shmbus duplex ...`
+
+use std::io::{self, Write};
+use std::time::{Duration, Instant};
+
+use shmbus::{Duplex, Error, Options};
+
+use crate::cli::DuplexCmd;
+use crate::Outcome;
+
+pub(crate) fn run(cmd: DuplexCmd, opts: Options) -> anyhow::Result<Outcome> {
+    match cmd {
+        DuplexCmd::Serve { name } => {
+            let mut link = Duplex::listen_with(&name, &opts)?;
+            eprintln!("echo server listening on `{name}`");
+            loop {
+                let msg = link.recv()?;
+                if msg.request.is_some() {
+                    link.reply(&msg, &msg.data)?;
+                }
+            }
+        }
+        DuplexCmd::Request {
+            name,
+            data,
+            timeout,
+        } => {
+            let timeout = timeout.unwrap_or(Duration::from_secs(10));
+            let deadline = Instant::now() + timeout;
+            let mut link = loop {
+                match Duplex::connect_with(&name, &opts) {
+                    Ok(link) => break link,
+                    // Not listening yet, or another client is connected: try again.
+                    Err(Error::NotFound { .. } | Error::PublisherExists { .. })
+                        if Instant::now() < deadline =>
+                    {
+                        std::thread::sleep(Duration::from_millis(5))
+                    }
+                    Err(Error::NotFound { .. } | Error::PublisherExists { .. }) => {
+                        return Ok(Outcome::TimedOut)
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            match link.request(data.as_bytes(), left) {
+                Ok(reply) => {
+                    let mut out = io::stdout().lock();
+                    out.write_all(&reply)?;
+                    out.write_all(b"\n")?;
+                    out.flush()?;
+                    Ok(Outcome::Done)
+                }
+                Err(Error::Timeout { .. }) => Ok(Outcome::TimedOut),
+                Err(e) => Err(e.into()),
+            }
+        }
+    }
+}
