@@ -425,8 +425,10 @@ impl Ring<'_> {
             if cur == tail {
                 return Ok(Next::Empty);
             }
-            if cur % RECORD_HEADER != 0 {
-                return Err(format!("ring position {cur} is not record-aligned"));
+            if cur % RECORD_HEADER != 0 || tail % RECORD_HEADER != 0 {
+                return Err(format!(
+                    "ring position {cur} or tail {tail} is not record-aligned"
+                ));
             }
             if cur > tail {
                 // The publisher's words went backwards: corrupt, or a new channel under an

@@ -1,100 +1,21 @@
 //! Cross-process behaviour with real processes: this test binary re-executes itself with
 //! `SHMBUS_TEST_ROLE` naming what the child does (see `child_entry`).
 
+mod common;
+
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
-use shmbus::{Blackboard, Error, Event, EventMode, LiveState, Options, Segment};
-
-const ROLE: &str = "SHMBUS_TEST_ROLE";
-const ARG: &str = "SHMBUS_TEST_ARG";
-
-/// A namespace of one test's own; its objects are removed on drop.
-struct Ns(String);
-
-impl Ns {
-    fn new() -> Ns {
-        static N: AtomicU32 = AtomicU32::new(0);
-        Ns(format!(
-            "proc-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ))
-    }
-
-    fn opts(&self) -> Options {
-        Options::new().namespace(Some(&self.0))
-    }
-
-    /// Starts this test binary as a child in role `role`.
-    fn child(&self, role: &str, arg: &str) -> Child {
-        Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
-            .env(ROLE, role)
-            .env(ARG, arg)
-            .env("SHMBUS_NAMESPACE", &self.0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    }
-
-    fn waiters(&self, name: &str) -> u32 {
-        let name = shmbus::Name::with_namespace(name, Some(&self.0)).unwrap();
-        match shmbus::inspect(&name)
-            .ok()
-            .and_then(|i| i.header)
-            .map(|h| h.state)
-        {
-            Some(LiveState::Event { waiters, .. })
-            | Some(LiveState::Blackboard { waiters, .. }) => waiters,
-            _ => 0,
-        }
-    }
-}
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        for o in shmbus::list(Some(&self.0)).unwrap_or_default() {
-            let _ = Segment::remove_with(o.name.as_str(), &self.opts());
-        }
-    }
-}
-
-#[track_caller]
-fn succeeded(child: Child) -> String {
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "child failed ({:?}):\n{text}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text
-}
-
-fn wait_for(mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "condition not met in 10 s"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
+use common::{succeeded, wait_for, Ns};
+use shmbus::{Blackboard, Error, Event, EventMode, Options, Segment};
 
 /// Dispatches on `SHMBUS_TEST_ROLE`; a no-op in a normal test run.
 #[test]
 fn child_entry() {
-    let Ok(role) = std::env::var(ROLE) else {
+    let Some((role, arg)) = common::role() else {
         return;
     };
-    let arg = std::env::var(ARG).unwrap_or_default();
     match role.as_str() {
         "write-board" => {
             Blackboard::open(&arg)
@@ -203,7 +124,7 @@ fn check_pattern(version: u64, data: &[u8]) {
 
 #[test]
 fn write_in_one_process_read_in_another() {
-    let ns = Ns::new();
+    let ns = Ns::new("proc");
     let board = Blackboard::create_with("board", 64, &ns.opts()).unwrap();
     let seg = Segment::create_with("bytes", 100, &ns.opts()).unwrap();
     succeeded(ns.child("write-board", "board"));
@@ -217,7 +138,7 @@ fn write_in_one_process_read_in_another() {
 
 #[test]
 fn one_manual_reset_set_wakes_three_reader_processes() {
-    let ns = Ns::new();
+    let ns = Ns::new("proc");
     let ev = Event::create_with("go", EventMode::ManualReset, &ns.opts()).unwrap();
     let children: Vec<Child> = (0..3).map(|_| ns.child("wait-event", "go")).collect();
     wait_for(|| ns.waiters("go") == 3);
@@ -229,7 +150,7 @@ fn one_manual_reset_set_wakes_three_reader_processes() {
 
 #[test]
 fn no_torn_reads_across_processes() {
-    let ns = Ns::new();
+    let ns = Ns::new("proc");
     let _board = Blackboard::create_with("torn", 4096, &ns.opts()).unwrap();
     let readers = [
         ns.child("torn-reader", "torn"),
@@ -245,7 +166,7 @@ fn no_torn_reads_across_processes() {
 
 #[test]
 fn a_writer_killed_mid_write_is_detected_and_the_next_write_repairs() {
-    let ns = Ns::new();
+    let ns = Ns::new("proc");
     let board = Blackboard::create_with("big", 32 << 20, &ns.opts()).unwrap();
     let mut saw_died = false;
     for _ in 0..5 {
@@ -277,7 +198,7 @@ fn a_writer_killed_mid_write_is_detected_and_the_next_write_repairs() {
 
 #[test]
 fn create_or_open_races_have_one_winner_and_no_errors() {
-    let ns = Ns::new();
+    let ns = Ns::new("proc");
     for round in 0..5 {
         let name = format!("race{round}");
         let children: Vec<Child> = (0..4).map(|_| ns.child("create-or-open", &name)).collect();
@@ -291,7 +212,7 @@ fn create_or_open_races_have_one_winner_and_no_errors() {
 
 #[test]
 fn handler_panic_is_reported_by_the_guard() {
-    let ns = Ns::new();
+    let ns = Ns::new("proc");
     let board = Blackboard::create_with("panics", 16, &ns.opts()).unwrap();
     let guard = board.on_update(|_| panic!("handler exploded")).unwrap();
     board.write(b"boom").unwrap();
@@ -304,7 +225,7 @@ fn handler_panic_is_reported_by_the_guard() {
 
 #[test]
 fn dropping_a_sleeping_handler_stops_it_promptly() {
-    let ns = Ns::new();
+    let ns = Ns::new("proc");
     let board = Blackboard::create_with("idle", 16, &ns.opts()).unwrap();
     for _ in 0..20 {
         let guard = board.on_update(|_| {}).unwrap();
@@ -320,7 +241,7 @@ fn dropping_a_sleeping_handler_stops_it_promptly() {
 
 #[test]
 fn handler_skips_versions_it_could_not_keep_up_with_and_counts_them() {
-    let ns = Ns::new();
+    let ns = Ns::new("proc");
     let board = Blackboard::create_with("fast", 16, &ns.opts()).unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
@@ -354,7 +275,7 @@ fn handler_skips_versions_it_could_not_keep_up_with_and_counts_them() {
 
 #[test]
 fn library_errors_for_user_mistakes() {
-    let ns = Ns::new();
+    let ns = Ns::new("proc");
     let opts = ns.opts();
     assert!(matches!(
         Blackboard::open_with("nope", &opts),
@@ -400,7 +321,7 @@ fn library_errors_for_user_mistakes() {
 
 #[test]
 fn creator_removes_on_drop_unless_persistent() {
-    let ns = Ns::new();
+    let ns = Ns::new("proc");
     drop(Blackboard::create_with("temp", 8, &ns.opts()).unwrap());
     assert!(matches!(
         Blackboard::open_with("temp", &ns.opts()),

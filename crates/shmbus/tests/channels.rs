@@ -1,0 +1,395 @@
+//! Broadcast channels and duplex links across real processes, including `kill -9`.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{succeeded, wait_for, wait_ready, Ns};
+use shmbus::{ChannelConfig, Duplex, Error, Mode, Options, Publisher, Subscriber};
+
+const N_IN_ORDER: u64 = 100_000;
+const N_LOSSY: u64 = 200_000;
+
+fn bp(capacity: usize) -> ChannelConfig {
+    ChannelConfig {
+        capacity,
+        max_message: capacity / 4,
+        mode: Mode::Backpressure,
+        max_subscribers: 8,
+    }
+}
+
+/// Message `i`: its number, then `i % 50` bytes derived from it (lengths vary).
+fn message(i: u64) -> Vec<u8> {
+    let mut m = i.to_le_bytes().to_vec();
+    m.extend((0..i % 50).map(|j| (i + j) as u8));
+    m
+}
+
+#[test]
+fn child_entry() {
+    let Some((role, arg)) = common::role() else {
+        return;
+    };
+    match role.as_str() {
+        // Receives until the end of the stream, checking every message is the next one.
+        "in-order" => {
+            let mut sub = Subscriber::open(&arg).unwrap();
+            println!("ready");
+            let (mut next, mut buf) = (0u64, Vec::new());
+            loop {
+                match sub.recv_into(&mut buf) {
+                    Ok(()) => {
+                        assert_eq!(buf, message(next), "message {next} out of order");
+                        next += 1;
+                    }
+                    Err(Error::Disconnected { .. }) => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            println!("received {next}");
+        }
+        // A slow lossy subscriber: counts what it gets and what it is told it lost.
+        "slow-lossy" => {
+            let mut sub = Subscriber::open(&arg).unwrap();
+            println!("ready");
+            let (mut received, mut lost, mut last, mut buf) = (0u64, 0u64, None, Vec::new());
+            loop {
+                match sub.recv_into(&mut buf) {
+                    Ok(()) => {
+                        let i = u64::from_le_bytes(buf[..8].try_into().unwrap());
+                        assert_eq!(buf, message(i), "torn or wrong message");
+                        assert!(last < Some(i), "went backwards: {last:?} then {i}");
+                        last = Some(i);
+                        received += 1;
+                        if received % 500 == 0 {
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                    }
+                    Err(Error::Lagged { lost: n, .. }) => lost += n,
+                    Err(Error::Disconnected { .. }) => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            println!("received {received} lost {lost}");
+        }
+        // Publishes forever (until killed).
+        "publish-forever" => {
+            let opts = Options::new().persistent(true);
+            let mut publisher =
+                Publisher::create_with(&arg, ChannelConfig::default(), &opts).unwrap();
+            println!("ready");
+            for i in 0.. {
+                publisher.send(&message(i)).unwrap();
+                if i % 100 == 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+        // Subscribes and never reads (until killed).
+        "stall" => {
+            let _sub = Subscriber::open(&arg).unwrap();
+            println!("ready");
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        "echo-server" => {
+            let mut link = Duplex::listen(&arg).unwrap();
+            println!("ready");
+            loop {
+                let req = link.recv().unwrap();
+                if req.data == b"quit" {
+                    break;
+                }
+                let mut reply = b"echo: ".to_vec();
+                reply.extend_from_slice(&req.data);
+                link.reply(&req, &reply).unwrap();
+            }
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+#[test]
+fn backpressure_delivers_100k_messages_in_order_to_three_processes() {
+    let ns = Ns::new("chan");
+    let mut publisher = Publisher::create_with("orders", bp(64 * 1024), &ns.opts()).unwrap();
+    let mut subs: Vec<_> = (0..3).map(|_| ns.child("in-order", "orders")).collect();
+    for s in &mut subs {
+        wait_ready(s);
+    }
+    wait_for(|| publisher.subscriber_count() == 3);
+    for i in 0..N_IN_ORDER {
+        publisher.send(&message(i)).unwrap();
+    }
+    drop(publisher); // end of stream
+    for s in subs {
+        assert!(succeeded(s).contains(&format!("received {N_IN_ORDER}")));
+    }
+}
+
+#[test]
+fn lossy_slow_subscriber_counts_every_lost_message() {
+    let ns = Ns::new("chan");
+    let config = ChannelConfig {
+        capacity: 4096,
+        max_message: 1024,
+        ..ChannelConfig::default()
+    };
+    let mut publisher = Publisher::create_with("telemetry", config, &ns.opts()).unwrap();
+    let mut sub = ns.child("slow-lossy", "telemetry");
+    wait_ready(&mut sub);
+    wait_for(|| publisher.subscriber_count() == 1);
+    for i in 0..N_LOSSY {
+        publisher.send(&message(i)).unwrap(); // never waits
+    }
+    drop(publisher);
+    let out = succeeded(sub);
+    let words: Vec<u64> = out
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let (received, lost) = (words[0], words[1]);
+    println!("received {received}, lost {lost}");
+    assert!(lost > 0, "the subscriber was meant to be too slow");
+    assert_eq!(received + lost, N_LOSSY);
+}
+
+#[test]
+fn killed_publisher_is_reported_to_blocked_subscribers() {
+    let ns = Ns::new("chan");
+    let mut child = ns.child("publish-forever", "doomed");
+    wait_ready(&mut child);
+    let mut sub = Subscriber::open_with("doomed", &ns.opts()).unwrap();
+    let mut buf = Vec::new();
+    sub.recv_into(&mut buf).unwrap(); // it is flowing
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let killed = Instant::now();
+    let err = loop {
+        match sub.recv_into(&mut buf) {
+            Ok(()) => continue, // drain what it sent before dying
+            Err(e) => break e,
+        }
+    };
+    let took = killed.elapsed();
+    println!("PublisherGone {took:?} after the kill");
+    assert!(matches!(err, Error::PublisherGone { .. }), "{err}");
+    // The bound is 100 ms plus the spin; allow for a loaded CI machine.
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    // A new publisher takes the channel over, and the subscriber hears it.
+    let mut publisher = Publisher::open_with("doomed", &ns.opts()).unwrap();
+    publisher.send(b"second life").unwrap();
+    assert_eq!(sub.recv().unwrap(), b"second life");
+}
+
+#[test]
+fn killed_subscriber_stops_holding_back_the_publisher() {
+    let ns = Ns::new("chan");
+    let mut publisher = Publisher::create_with("cmds", bp(1024), &ns.opts()).unwrap();
+    let mut child = ns.child("stall", "cmds");
+    wait_ready(&mut child);
+    wait_for(|| publisher.subscriber_count() == 1);
+    let mut sent = 0;
+    while publisher.try_send(&[7; 100]).is_ok() {
+        sent += 1;
+    }
+    assert!(sent > 0);
+    assert!(matches!(
+        publisher.try_send(&[7; 100]),
+        Err(Error::Full { .. })
+    ));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed = Instant::now();
+    publisher
+        .send_timeout(&[8; 100], Duration::from_secs(5))
+        .unwrap();
+    let took = killed.elapsed();
+    println!("publisher continued {took:?} after the kill");
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    assert_eq!(publisher.subscriber_count(), 0);
+}
+
+#[test]
+fn duplex_request_and_reply_across_processes() {
+    let ns = Ns::new("chan");
+    let mut server = ns.child("echo-server", "link");
+    wait_ready(&mut server);
+    let mut client = Duplex::connect_with("link", &ns.opts()).unwrap();
+    for i in 0..100 {
+        let req = format!("request {i}");
+        let reply = client
+            .request(req.as_bytes(), Duration::from_secs(5))
+            .unwrap();
+        assert_eq!(reply, format!("echo: {req}").as_bytes());
+    }
+    // A second client is refused while one is connected.
+    assert!(matches!(
+        Duplex::connect_with("link", &ns.opts()),
+        Err(Error::PublisherExists { .. })
+    ));
+    client.send(b"quit").unwrap();
+    succeeded(server);
+}
+
+#[test]
+fn channel_user_errors() {
+    let ns = Ns::new("chan");
+    let opts = ns.opts();
+    assert!(matches!(
+        Subscriber::open_with("none", &opts),
+        Err(Error::NotFound { .. })
+    ));
+    let bad = ChannelConfig {
+        capacity: 1000,
+        ..ChannelConfig::default()
+    };
+    assert!(matches!(
+        Publisher::create_with("bad", bad, &opts),
+        Err(Error::InvalidConfig { .. })
+    ));
+    let config = ChannelConfig {
+        capacity: 1024,
+        max_message: 100,
+        mode: Mode::Lossy,
+        max_subscribers: 2,
+    };
+    let mut publisher = Publisher::create_with("c", config, &opts).unwrap();
+    assert!(matches!(
+        Publisher::open_with("c", &opts),
+        Err(Error::PublisherExists { .. })
+    ));
+    assert!(matches!(
+        publisher.send(&[0; 101]),
+        Err(Error::TooLarge { .. })
+    ));
+    let mut s1 = Subscriber::open_with("c", &opts).unwrap();
+    let _s2 = Subscriber::open_with("c", &opts).unwrap();
+    assert!(matches!(
+        Subscriber::open_with("c", &opts),
+        Err(Error::TooManySubscribers { slots: 2, .. })
+    ));
+    assert!(matches!(s1.recv_ref(), Err(Error::WrongMode { .. })));
+    assert!(matches!(
+        Publisher::create_or_open_with("c", ChannelConfig::default(), &opts),
+        Err(Error::ConfigMismatch { .. })
+    ));
+    assert!(matches!(s1.try_recv(), Err(Error::Empty { .. })));
+    assert!(matches!(
+        s1.recv_timeout(Duration::from_millis(10)),
+        Err(Error::Timeout { .. })
+    ));
+}
+
+#[test]
+fn garbage_in_header_or_ring_is_an_error_not_a_panic() {
+    let ns = Ns::new("chan");
+    let config = ChannelConfig {
+        capacity: 1024,
+        max_message: 100,
+        ..ChannelConfig::default()
+    };
+    let mut publisher = Publisher::create_with("g", config, &ns.opts()).unwrap();
+    let mut sub = Subscriber::open_with("g", &ns.opts()).unwrap();
+    publisher.send(b"fine").unwrap();
+    assert_eq!(sub.recv().unwrap(), b"fine");
+    let path = ns.path("g");
+    let ring = 512 + 128 * 16;
+
+    // A record claiming an impossible length.
+    publisher.send(b"doomed").unwrap();
+    let rec = ring + 32; // the second record: after the 32-byte "fine" record
+    write_at(&path, rec, &u32::MAX.to_le_bytes());
+    let err = sub.recv_timeout(Duration::from_secs(1)).unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+
+    // A tail that is not record-aligned.
+    let mut late = Subscriber::open_with("g", &ns.opts()).unwrap();
+    write_at(&path, 128 + 8, &12345u64.to_le_bytes());
+    let err = late.recv_timeout(Duration::from_secs(1)).unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+
+    // A header whose max_message does not fit the ring.
+    write_at(&path, 56, &100_000u32.to_le_bytes());
+    let err = Subscriber::open_with("g", &ns.opts()).unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+}
+
+/// Overwrites bytes of the object in place (the mapping sees them at once).
+fn write_at(path: &str, offset: usize, bytes: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all_at(bytes, offset as u64).unwrap();
+}
+
+#[test]
+fn zero_copy_loans_and_samples() {
+    let ns = Ns::new("chan");
+    let mut publisher = Publisher::create_with("zc", bp(4096), &ns.opts()).unwrap();
+    let mut sub = Subscriber::open_with("zc", &ns.opts()).unwrap();
+    {
+        let mut loan = publisher.loan(3).unwrap();
+        loan.copy_from_slice(b"abc");
+        // Dropped without commit: nothing is published.
+    }
+    let mut loan = publisher.loan(5).unwrap();
+    loan.copy_from_slice(b"hello");
+    loan.commit();
+    {
+        let sample = sub.recv_ref().unwrap();
+        assert_eq!(&*sample, b"hello");
+    }
+    assert!(matches!(sub.try_recv(), Err(Error::Empty { .. })));
+}
+
+#[test]
+fn receive_handler_gets_every_message_and_stops_at_end_of_stream() {
+    let ns = Ns::new("chan");
+    let mut publisher = Publisher::create_with("h", bp(4096), &ns.opts()).unwrap();
+    let sub = Subscriber::open_with("h", &ns.opts()).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let guard = sub
+        .on_message(move |m| tx.send(m.data.to_vec()).unwrap())
+        .unwrap();
+    for i in 0..1000u32 {
+        publisher.send(&i.to_le_bytes()).unwrap();
+    }
+    for i in 0..1000u32 {
+        assert_eq!(rx.recv().unwrap(), i.to_le_bytes());
+    }
+    drop(publisher);
+    wait_for(|| guard.is_finished());
+    assert_eq!(guard.stop().unwrap().delivered, 1000);
+    // And a guard dropped while the thread sleeps stops it promptly.
+    let _publisher = Publisher::create_with("h2", bp(4096), &ns.opts()).unwrap();
+    let guard = Subscriber::open_with("h2", &ns.opts())
+        .unwrap()
+        .on_message(|_| {})
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let start = Instant::now();
+    guard.stop().unwrap();
+    assert!(start.elapsed() < Duration::from_secs(1));
+}
+
+#[test]
+fn late_joiner_can_replay_from_the_oldest_message() {
+    let ns = Ns::new("chan");
+    let config = ChannelConfig {
+        capacity: 1024,
+        max_message: 100,
+        ..ChannelConfig::default()
+    };
+    let mut publisher = Publisher::create_with("replay", config, &ns.opts()).unwrap();
+    for i in 0..100u8 {
+        publisher.send(&[i; 40]).unwrap(); // 64-byte records: 16 fit
+    }
+    let mut next = Subscriber::open_with("replay", &ns.opts()).unwrap();
+    let mut oldest = Subscriber::open_from_oldest("replay", &ns.opts()).unwrap();
+    assert!(matches!(next.try_recv(), Err(Error::Empty { .. })));
+    for i in 84..100u8 {
+        assert_eq!(oldest.try_recv().unwrap(), vec![i; 40]);
+    }
+    drop(publisher);
+    assert_eq!(oldest.iter().count(), 0);
+}
