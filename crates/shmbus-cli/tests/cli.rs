@@ -471,3 +471,232 @@ fn demo_runs_end_to_end_and_cleans_up() {
         .collect();
     assert!(leftovers.is_empty(), "demo left {leftovers:?}");
 }
+
+fn read_stdout_line(child: &mut Child) -> String {
+    use std::io::Read;
+    let out = child.stdout.as_mut().unwrap();
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while out.read(&mut b).unwrap() == 1 && b[0] != b'\n' {
+        line.push(b[0]);
+    }
+    String::from_utf8_lossy(&line).into_owned()
+}
+
+fn subscribers(ns: &Ns, name: &str) -> u64 {
+    let out = ns.run(&["info", name, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v["state"]["subscribers"].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn pub_and_sub_carry_lines_including_empty_and_maximal_ones_across_the_wrap() {
+    let ns = Ns::new();
+    let subs: Vec<Child> = (0..3)
+        .map(|_| ns.spawn(&["sub", "lines", "--timeout", "10"]))
+        .collect();
+    let max = "x".repeat(112);
+    let mut input = String::new();
+    for i in 0..50 {
+        input.push_str(&format!("\n{max}\nline {i}\n"));
+    }
+    let out = ns.run_stdin(
+        &[
+            "pub",
+            "lines",
+            "--capacity",
+            "256",
+            "--max-message",
+            "112",
+            "--backpressure",
+            "--wait-subscribers",
+            "3",
+        ],
+        input.as_bytes(),
+    );
+    ok(&out);
+    for s in subs {
+        assert_eq!(ok(&s.wait_with_output().unwrap()), input);
+    }
+}
+
+#[test]
+fn pub_times_out_with_3_without_subscribers_and_sub_without_channel() {
+    let ns = Ns::new();
+    let out = ns.run_stdin(
+        &[
+            "pub",
+            "lonely",
+            "--wait-subscribers",
+            "1",
+            "--timeout",
+            "0.2",
+        ],
+        b"x\n",
+    );
+    assert_eq!(out.status.code(), Some(3));
+    let out = ns.run(&["sub", "nowhere", "--timeout", "0.2"]);
+    assert_eq!(out.status.code(), Some(3));
+}
+
+#[test]
+fn sub_counts_and_reports_lag_on_stderr() {
+    let ns = Ns::new();
+    let sub = ns.spawn(&["sub", "fast", "--count", "3", "--timeout", "10"]);
+    let out = ns.run_stdin(&["pub", "fast", "--wait-subscribers", "1"], b"a\nb\nc\nd\n");
+    ok(&out);
+    assert_eq!(ok(&sub.wait_with_output().unwrap()), "a\nb\nc\n");
+
+    // A subscriber that is stopped while a small lossy ring overflows hears how much it lost.
+    let sub = ns.spawn(&["sub", "lossy", "--timeout", "10"]);
+    let pid = sub.id().to_string();
+    let input: String = (0..200).map(|i| format!("message {i:03}\n")).collect();
+    let mut publisher = ns
+        .cmd(&[
+            "pub",
+            "lossy",
+            "--capacity",
+            "1024",
+            "--max-message",
+            "100",
+            "--wait-subscribers",
+            "1",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(|| subscribers(&ns, "lossy") == 1);
+    Command::new("kill").args(["-STOP", &pid]).status().unwrap();
+    publisher
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    assert!(publisher.wait().unwrap().success());
+    Command::new("kill").args(["-CONT", &pid]).status().unwrap();
+    let out = sub.wait_with_output().unwrap();
+    let stdout = ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lost: u64 = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("lagged: "))
+        .map(|l| l.trim_end_matches(" messages lost").parse::<u64>().unwrap())
+        .sum();
+    assert!(lost > 0, "stderr: {stderr}");
+    assert_eq!(stdout.lines().count() as u64 + lost, 200);
+}
+
+#[test]
+fn sub_exits_4_when_the_publisher_is_killed() {
+    let ns = Ns::new();
+    let mut publisher = ns
+        .cmd(&["pub", "doomed"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut sub = ns.spawn(&["sub", "doomed", "--timeout", "10"]);
+    wait_for(|| subscribers(&ns, "doomed") == 1);
+    publisher
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"before\n")
+        .unwrap();
+    assert_eq!(read_stdout_line(&mut sub), "before");
+    publisher.kill().unwrap(); // SIGKILL
+    publisher.wait().unwrap();
+    let out = sub.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("died"));
+    // The dead publisher's channel is garbage now.
+    let listing = ok(&ns.run(&["ls"]));
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with("doomed ") && l.contains(" no ")),
+        "{listing}"
+    );
+    let gc = ok(&ns.run(&["gc"]));
+    assert!(gc.contains("removed doomed"), "{gc}");
+    fails_with(&ns.run(&["info", "doomed"]), "no shmbus object");
+}
+
+#[test]
+fn gc_keeps_live_and_persistent_objects() {
+    let ns = Ns::new();
+    ok(&ns.run(&["board", "write", "kept", "x"]));
+    ok(&ns.run(&["event", "create", "ev"]));
+    let gc = ok(&ns.run(&["gc", "--dry-run"]));
+    assert_eq!(gc, "", "persistent objects of dead creators stay");
+    ok(&ns.run(&["gc"]));
+    ok(&ns.run(&["board", "read", "kept"]));
+}
+
+#[test]
+fn duplex_serve_and_request() {
+    let ns = Ns::new();
+    let mut server = ns.spawn(&["duplex", "serve", "echo"]);
+    let out = ns.run(&[
+        "duplex",
+        "request",
+        "echo",
+        "hello there",
+        "--timeout",
+        "10",
+    ]);
+    assert_eq!(ok(&out), "hello there\n");
+    let out = ns.run(&["duplex", "request", "echo", "again", "--timeout", "10"]);
+    assert_eq!(ok(&out), "again\n");
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let out = ns.run(&["duplex", "request", "nobody", "x", "--timeout", "0.2"]);
+    assert_eq!(out.status.code(), Some(3));
+}
+
+#[test]
+fn ls_and_info_show_channels() {
+    let ns = Ns::new();
+    let mut publisher = ns
+        .cmd(&[
+            "pub",
+            "ch",
+            "--backpressure",
+            "--capacity",
+            "4096",
+            "--max-message",
+            "64",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let sub = ns.spawn(&["sub", "ch", "--count", "2"]);
+    wait_for(|| subscribers(&ns, "ch") == 1);
+    publisher
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"one\ntwo\n")
+        .unwrap();
+    assert_eq!(ok(&sub.wait_with_output().unwrap()), "one\ntwo\n");
+    let info: serde_json::Value =
+        serde_json::from_str(&ok(&ns.run(&["info", "ch", "--json"]))).unwrap();
+    assert_eq!(info["kind"], "channel");
+    assert_eq!(info["capacity"], 4096);
+    assert_eq!(info["state"]["mode"], "backpressure");
+    assert_eq!(info["state"]["published"], 2);
+    assert_eq!(info["state"]["publisher_alive"], true);
+    assert_eq!(info["alive"], true);
+    let text = ok(&ns.run(&["info", "ch"]));
+    assert!(text.contains("published:      2 messages"), "{text}");
+    drop(publisher.stdin.take());
+    assert!(publisher.wait().unwrap().success());
+}

@@ -117,7 +117,7 @@ impl ChannelConfig {
 
 fn check_spec(spec: &Spec) -> std::result::Result<(), String> {
     let cap = spec.capacity;
-    if !cap.is_power_of_two() || cap < MIN_CAPACITY || cap > crate::segment::MAX_CAPACITY {
+    if !cap.is_power_of_two() || !(MIN_CAPACITY..=crate::segment::MAX_CAPACITY).contains(&cap) {
         return Err(format!(
             "capacity {cap} is not a power of two between 64 and 2^40"
         ));
@@ -599,7 +599,6 @@ impl Subscriber {
         // it sees our cursor once it sees us active.
         s.state
             .store((state | ring::SLOT_ACTIVE).wrapping_add(2), Release);
-        drop(ring);
         Ok(Subscriber {
             ch: Arc::new(ch),
             st,

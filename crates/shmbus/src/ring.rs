@@ -598,7 +598,7 @@ mod tests {
             let mut p = ring.attach_publisher().unwrap();
             let mut s = ring.join(false);
             let (mut received, mut lost, mut last) = (0u64, 0u64, None);
-            let mut drain = |s: &mut SubState, received: &mut u64, lost: &mut u64, last: &mut Option<u8>| {
+            let drain = |s: &mut SubState, received: &mut u64, lost: &mut u64, last: &mut Option<u8>| {
                 loop {
                     match read(&ring, s).unwrap() {
                         (Next::Empty, _) => break,
