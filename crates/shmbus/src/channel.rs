@@ -159,6 +159,8 @@ struct Channel {
     seg: Segment,
     config: ChannelConfig,
     spin: Duration,
+    /// The name as errors show it, shared by the errors of the hot path.
+    shown: Arc<str>,
 }
 
 /// The configuration in a validated channel header.
@@ -207,6 +209,7 @@ impl Channel {
     fn new(seg: Segment, opts: &Options) -> Channel {
         Channel {
             config: config_of(&seg),
+            shown: seg.name().describe().into(),
             seg,
             spin: opts.spin,
         }
@@ -237,7 +240,11 @@ impl Channel {
     }
 
     fn name(&self) -> String {
-        self.seg.name().describe()
+        self.shown.to_string()
+    }
+
+    fn shown(&self) -> Arc<str> {
+        self.shown.clone()
     }
 
     fn ring(&self) -> Ring<'_> {
@@ -445,7 +452,7 @@ impl Publisher {
     }
 
     fn full_or_timeout(&self, waited: bool) -> Error {
-        let name = self.ch.name();
+        let name = self.ch.shown();
         if waited {
             Error::Timeout { name }
         } else {
@@ -646,7 +653,7 @@ impl Subscriber {
         match self.poll(buf)? {
             true => Ok(()),
             false => Err(Error::Empty {
-                name: self.ch.name(),
+                name: self.ch.shown(),
             }),
         }
     }
@@ -718,7 +725,7 @@ impl Subscriber {
             }
             Ok(Next::Empty) => Ok(false),
             Ok(Next::Lagged(lost)) => Err(Error::Lagged {
-                name: self.ch.name(),
+                name: self.ch.shown(),
                 lost,
             }),
             Err(reason) => Err(self.ch.corrupt(reason)),
@@ -784,10 +791,10 @@ impl Subscriber {
                 _ => {}
             }
             if deadline.expired() {
-                break Err(Error::Timeout { name: ch.name() });
+                break Err(Error::Timeout { name: ch.shown() });
             }
             if stop.is_some_and(Stopper::enter_wait) {
-                break Err(Error::Timeout { name: ch.name() });
+                break Err(Error::Timeout { name: ch.shown() });
             }
             let nap = deadline
                 .remaining()

@@ -159,7 +159,7 @@ impl Duplex {
                 Err(Error::Disconnected { .. } | Error::PublisherGone { .. }) if self.server => {
                     if deadline.expired() {
                         return Err(Error::Timeout {
-                            name: self.rx.name().describe(),
+                            name: self.rx.name().describe().into(),
                         });
                     }
                     std::thread::sleep(

@@ -1,6 +1,7 @@
 //! The crate's one error type.
 
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::header::Kind;
@@ -11,7 +12,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Everything that can go wrong, each with a message that says what to do about it.
 ///
 /// `name` fields hold the object's name quoted as messages show it, with its namespace
-/// when there is one: `` `imu` `` or `` `imu` in namespace `test` ``.
+/// when there is one: `` `imu` `` or `` `imu` in namespace `test` ``. The errors a busy
+/// loop meets (`Empty`, `Full`, `Timeout`, `Lagged`) share it as an `Arc<str>`, so
+/// returning them allocates nothing.
 ///
 /// ```
 /// # shmbus::doctest_namespace();
@@ -257,21 +260,21 @@ pub enum Error {
     )]
     Full {
         /// The channel.
-        name: String,
+        name: Arc<str>,
     },
 
     /// No message is waiting (non-blocking receive).
     #[error("no message is waiting on {name}")]
     Empty {
         /// The channel.
-        name: String,
+        name: Arc<str>,
     },
 
     /// A blocking call gave up.
     #[error("timed out waiting on {name}")]
     Timeout {
         /// The object.
-        name: String,
+        name: Arc<str>,
     },
 
     /// The publisher closed the stream and every message has been received.
@@ -297,7 +300,7 @@ pub enum Error {
     )]
     Lagged {
         /// The channel.
-        name: String,
+        name: Arc<str>,
         /// Exactly how many messages were overwritten before they could be read.
         lost: u64,
     },
