@@ -40,6 +40,11 @@ pub(crate) enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Measures shmbus against the floors and kernel IPC, in two processes, in one run.
+    Bench(crate::bench::BenchArgs),
+    /// (internal) the other process of a benchmark case.
+    #[command(hide = true)]
+    BenchPeer(crate::bench::PeerArgs),
     /// Lists every shmbus object in the namespace.
     Ls {
         /// Print a JSON array instead of a table.

@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 error (one `error:` line on stderr), 2 usage error,
 //! 3 timeout, 4 the publisher died (`sub`). A closed stdout (`shmbus board watch x | head -1`) ends quietly with 0.
 
+mod bench;
 mod board;
 mod channel;
 mod cli;
@@ -62,6 +63,8 @@ fn run(args: cli::Cli) -> anyhow::Result<Outcome> {
         cli::Command::Pub(a) => channel::publish(a, opts),
         cli::Command::Sub(a) => channel::subscribe(a, opts),
         cli::Command::Duplex(cmd) => duplex::run(cmd, opts),
+        cli::Command::Bench(a) => bench::run(a, namespace.as_deref()),
+        cli::Command::BenchPeer(a) => bench::peer(a, namespace.as_deref()),
         cli::Command::Gc { dry_run } => objects::gc(namespace.as_deref(), dry_run),
         cli::Command::Ls { json } => objects::ls(namespace.as_deref(), json),
         cli::Command::Info { name, json } => objects::info(&name, namespace.as_deref(), json),

@@ -418,7 +418,7 @@ impl Publisher {
             return Err(self.full_or_timeout(wait));
         }
         let mut reserved = None;
-        if spin_until(self.ch.spin, || {
+        if spin_until(deadline.cap(self.ch.spin), || {
             reserved = self.ch.ring().reserve(&mut self.st, len);
             reserved.is_some()
         }) {
@@ -641,7 +641,8 @@ impl Subscriber {
         self.wait_recv(buf, Deadline::after(None), None)
     }
 
-    /// Receives the next message if one is waiting ([`Error::Empty`] otherwise).
+    /// Receives the next message if one is waiting: [`Error::Empty`] otherwise, or
+    /// [`Error::Disconnected`] once the stream is closed and drained.
     pub fn try_recv(&mut self) -> Result<Vec<u8>> {
         let mut buf = Vec::new();
         self.try_recv_into(&mut buf)?;
@@ -650,12 +651,22 @@ impl Subscriber {
 
     /// [`try_recv`](Self::try_recv) into a reused buffer.
     pub fn try_recv_into(&mut self, buf: &mut Vec<u8>) -> Result<()> {
-        match self.poll(buf)? {
-            true => Ok(()),
-            false => Err(Error::Empty {
-                name: self.ch.shown(),
-            }),
+        if self.poll(buf)? {
+            return Ok(());
         }
+        let closed = self.ch.ring().ctl.publisher.state.load(Acquire) == ring::CLOSED;
+        // Closed: one more poll, for a message committed just before the close.
+        if closed && !self.poll(buf)? {
+            return Err(Error::Disconnected {
+                name: self.ch.name(),
+            });
+        }
+        if closed {
+            return Ok(());
+        }
+        Err(Error::Empty {
+            name: self.ch.shown(),
+        })
     }
 
     /// Receives the next message, waiting at most `timeout` ([`Error::Timeout`]).
@@ -761,10 +772,12 @@ impl Subscriber {
         let ch = self.ch.clone();
         let ctl = ch.seg.at::<RingControl>(CONTROL);
         let mut got = None;
-        if spin_until(ch.spin, || {
+        // Spin until a message, an error, the end of the stream, or the deadline.
+        if spin_until(deadline.cap(ch.spin), || {
             got = Some(self.poll_with(sink, release));
-            !matches!(got, Some(Ok(false)))
-        }) {
+            !matches!(got, Some(Ok(false))) || ctl.publisher.state.load(Acquire) == ring::CLOSED
+        }) && !matches!(got, Some(Ok(false)))
+        {
             return got.expect("spin_until checked").map(|_| ());
         }
         // SYNC: AcqRel RMW, paired with the publisher's RMW on `sub_waiters`.

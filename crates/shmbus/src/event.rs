@@ -208,7 +208,7 @@ impl EventState {
                 }
             }
         };
-        if spin_until(spin, || check().is_ok()) {
+        if spin_until(deadline.cap(spin), || check().is_ok()) {
             return true;
         }
         // Counted as a waiter for the whole sleep phase, not per sleep: a setter that reads

@@ -254,7 +254,7 @@ impl Seqlock<'_> {
         let newer = |s: u32| self.version_at(s).filter(|&v| v > seen);
         let seq = &self.ctl.w.seq;
         let mut found = None;
-        if spin_until(spin, || {
+        if spin_until(deadline.cap(spin), || {
             found = newer(seq.load(Acquire));
             found.is_some()
         }) {

@@ -24,6 +24,11 @@ impl Deadline {
         self.0.map(|d| d.saturating_duration_since(Instant::now()))
     }
 
+    /// `spin`, cut short so that spinning never outlasts the deadline.
+    pub(crate) fn cap(&self, spin: Duration) -> Duration {
+        self.remaining().map_or(spin, |left| left.min(spin))
+    }
+
     /// Whether the deadline has passed.
     pub(crate) fn expired(&self) -> bool {
         self.remaining() == Some(Duration::ZERO)
