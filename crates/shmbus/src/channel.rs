@@ -568,6 +568,8 @@ pub struct Subscriber {
     ch: Arc<Channel>,
     st: SubState,
     slot: usize,
+    /// The cursor last published in our slot (back-pressure).
+    released: u64,
 }
 
 impl Subscriber {
@@ -608,6 +610,7 @@ impl Subscriber {
             .store((state | ring::SLOT_ACTIVE).wrapping_add(2), Release);
         Ok(Subscriber {
             ch: Arc::new(ch),
+            released: st.cursor,
             st,
             slot,
         })
@@ -729,17 +732,37 @@ impl Subscriber {
         let ring = self.ch.ring();
         match ring.try_read(&mut self.st, sink) {
             Ok(Next::Message) => {
-                if release && ring.backpressure {
-                    ring.release(&ring.slots[self.slot], self.st.cursor);
+                if release {
+                    self.release(false);
                 }
                 Ok(true)
             }
-            Ok(Next::Empty) => Ok(false),
+            Ok(Next::Empty) => {
+                // About to wait or return: the publisher must see all our progress.
+                self.release(true);
+                Ok(false)
+            }
             Ok(Next::Lagged(lost)) => Err(Error::Lagged {
                 name: self.ch.shown(),
                 lost,
             }),
             Err(reason) => Err(self.ch.corrupt(reason)),
+        }
+    }
+
+    /// Publishes our cursor to the publisher (back-pressure), in batches of an eighth of the
+    /// ring, or at once with `all` (before waiting). A blocked publisher is woken by the
+    /// batch that frees its room: the slowest subscriber, being a ring behind, always has an
+    /// eighth of a ring to read, or runs dry and publishes everything.
+    fn release(&mut self, all: bool) {
+        if self.ch.config.mode != Mode::Backpressure {
+            return;
+        }
+        let pending = self.st.cursor - self.released;
+        if pending > 0 && (all || pending >= self.ch.config.capacity as u64 / 8) {
+            let ring = self.ch.ring();
+            ring.release(&ring.slots[self.slot], self.st.cursor);
+            self.released = self.st.cursor;
         }
     }
 
@@ -936,8 +959,7 @@ impl std::ops::Deref for Sample<'_> {
 
 impl Drop for Sample<'_> {
     fn drop(&mut self) {
-        let ring = self.sub.ch.ring();
-        ring.release(&ring.slots[self.sub.slot], self.sub.st.cursor);
+        self.sub.release(false);
     }
 }
 
