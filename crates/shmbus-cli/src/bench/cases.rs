@@ -90,11 +90,21 @@ pub(crate) struct Peer {
 }
 
 impl Peer {
-    pub(crate) fn spawn(p: &Params, id: usize, stdin: Stdio, stdout: Stdio) -> anyhow::Result<Peer> {
+    pub(crate) fn spawn(
+        p: &Params,
+        id: usize,
+        stdin: Stdio,
+        stdout: Stdio,
+    ) -> anyhow::Result<Peer> {
         let exe = std::env::current_exe().context("finding the shmbus binary")?;
         let mut cmd = Command::new(exe);
         cmd.args(["--namespace", &p.namespace, "bench-peer"])
-            .arg(format!("--case={}", clap::ValueEnum::to_possible_value(&p.case).unwrap().get_name()))
+            .arg(format!(
+                "--case={}",
+                clap::ValueEnum::to_possible_value(&p.case)
+                    .unwrap()
+                    .get_name()
+            ))
             .arg(format!("--size={}", p.size))
             .arg(format!("--count={}", p.count))
             .arg(format!("--gap-us={}", p.gap_us))
@@ -149,7 +159,11 @@ fn histogram() -> Histogram<u64> {
 }
 
 /// Runs a ping-pong loop: `round(i)` does one round trip; the first tenth is warm-up.
-fn ping_pong(count: u64, gap: Duration, mut round: impl FnMut(u64) -> anyhow::Result<()>) -> anyhow::Result<Measured> {
+fn ping_pong(
+    count: u64,
+    gap: Duration,
+    mut round: impl FnMut(u64) -> anyhow::Result<()>,
+) -> anyhow::Result<Measured> {
     let mut hist = histogram();
     let warmup = count / 10;
     let mut next = Instant::now();
@@ -170,7 +184,11 @@ fn ping_pong(count: u64, gap: Duration, mut round: impl FnMut(u64) -> anyhow::Re
     Ok(Measured::Latency(hist))
 }
 
-fn throughput(count: u64, peer: &mut Peer, send: impl FnMut(u64) -> anyhow::Result<()>) -> anyhow::Result<Measured> {
+fn throughput(
+    count: u64,
+    peer: &mut Peer,
+    send: impl FnMut(u64) -> anyhow::Result<()>,
+) -> anyhow::Result<Measured> {
     let mut send = send;
     let start = Instant::now();
     for i in 0..count {
@@ -294,7 +312,8 @@ pub(crate) fn parent(p: &Params) -> anyhow::Result<Measured> {
         }
         Case::TputCopy | Case::TputLoan => {
             let o = busy_opts(p);
-            let mut publisher = Publisher::create_with("data", channel(p.size, Mode::Backpressure), &o)?;
+            let mut publisher =
+                Publisher::create_with("data", channel(p.size, Mode::Backpressure), &o)?;
             let mut peer = Peer::spawn(p, 0, Stdio::null(), Stdio::null())?;
             peer.expect("ready")?;
             let mut msg = message(p.size);
@@ -343,7 +362,11 @@ pub(crate) fn parent(p: &Params) -> anyhow::Result<Measured> {
         }
         Case::TputMemcpy => {
             let (slot, slots) = memcpy_ring_shape(p.size);
-            let ring = MemcpyRing::new(RawShm::new(&p.token, MemcpyRing::len(slot, slots), true)?, slot, slots);
+            let ring = MemcpyRing::new(
+                RawShm::new(&p.token, MemcpyRing::len(slot, slots), true)?,
+                slot,
+                slots,
+            );
             let mut peer = Peer::spawn(p, 0, Stdio::null(), Stdio::null())?;
             peer.expect("ready")?;
             let mut msg = message(p.size);
@@ -506,7 +529,11 @@ pub(crate) fn child(p: &Params) -> anyhow::Result<()> {
         }
         Case::TputMemcpy => {
             let (slot, slots) = memcpy_ring_shape(p.size);
-            let ring = MemcpyRing::new(RawShm::new(&p.token, MemcpyRing::len(slot, slots), false)?, slot, slots);
+            let ring = MemcpyRing::new(
+                RawShm::new(&p.token, MemcpyRing::len(slot, slots), false)?,
+                slot,
+                slots,
+            );
             say("ready");
             let mut buf = vec![0; p.size.max(8)];
             for _ in 0..p.count {

@@ -95,21 +95,64 @@ fn plan(args: &BenchArgs) -> Vec<Plan> {
     };
     let s = args.size;
     add("shmbus busy-poll", "latency", Case::Busy, s, lat, 0, 0);
-    add("shmbus blocking (futex)", "latency", Case::Blocking, s, lat / 4, 0, 0);
+    add(
+        "shmbus blocking (futex)",
+        "latency",
+        Case::Blocking,
+        s,
+        lat / 4,
+        0,
+        0,
+    );
     add("shmbus blackboard", "latency", Case::Board, s, lat, 0, 0);
     add("floor: two atomics", "latency", Case::Atomics, 8, lat, 0, 0);
     add("floor: raw futex", "latency", Case::Futex, 8, lat / 4, 0, 0);
     add("unix socket", "latency", Case::Uds, s, lat / 4, 0, 0);
     add("pipe", "latency", Case::Pipe, s, lat / 4, 0, 0);
     for (size, count) in [(s, small), (1 << 20, big)] {
-        add("shmbus send (copy)", "throughput", Case::TputCopy, size, count, 0, 0);
-        add("shmbus loan (zero-copy)", "throughput", Case::TputLoan, size, count, 0, 0);
-        add("unix socket", "throughput", Case::TputUds, size, count / 4, 0, 0);
+        add(
+            "shmbus send (copy)",
+            "throughput",
+            Case::TputCopy,
+            size,
+            count,
+            0,
+            0,
+        );
+        add(
+            "shmbus loan (zero-copy)",
+            "throughput",
+            Case::TputLoan,
+            size,
+            count,
+            0,
+            0,
+        );
+        add(
+            "unix socket",
+            "throughput",
+            Case::TputUds,
+            size,
+            count / 4,
+            0,
+            0,
+        );
         add("pipe", "throughput", Case::TputPipe, size, count / 4, 0, 0);
-        add("floor: memcpy SPSC ring", "throughput", Case::TputMemcpy, size, count, 0, 0);
+        add(
+            "floor: memcpy SPSC ring",
+            "throughput",
+            Case::TputMemcpy,
+            size,
+            count,
+            0,
+            0,
+        );
     }
     for subs in [1, 2, 4, 8] {
-        let name = format!("shmbus fan-out, {subs} subscriber{}", if subs > 1 { "s" } else { "" });
+        let name = format!(
+            "shmbus fan-out, {subs} subscriber{}",
+            if subs > 1 { "s" } else { "" }
+        );
         add(&name, "fanout", Case::Fanout, s, small, 0, subs);
     }
     for (gap, count) in [(1, lat / 4), (20, lat / 8), (1000, 300 * scale)] {

@@ -58,7 +58,13 @@ fn opt(v: Option<u64>) -> String {
     v.map_or_else(|| "-".to_owned(), |v| v.to_string())
 }
 
-pub(crate) fn print(rows: &[Row], json_rows: bool, took: Duration, pin: Pin, cores: usize) -> io::Result<()> {
+pub(crate) fn print(
+    rows: &[Row],
+    json_rows: bool,
+    took: Duration,
+    pin: Pin,
+    cores: usize,
+) -> io::Result<()> {
     let mut out = io::stdout().lock();
     if json_rows {
         for r in rows {
@@ -98,8 +104,10 @@ pub(crate) fn print(rows: &[Row], json_rows: bool, took: Duration, pin: Pin, cor
             opt(r.p99_ns),
             opt(r.p999_ns),
             opt(r.max_ns),
-            r.msgs_per_s.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}")),
-            r.gib_per_s.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}")),
+            r.msgs_per_s
+                .map_or_else(|| "-".to_owned(), |v| format!("{v:.0}")),
+            r.gib_per_s
+                .map_or_else(|| "-".to_owned(), |v| format!("{v:.2}")),
             ratio(rows, r).map_or_else(|| "-".to_owned(), |v| format!("{v:.2}")),
         )?;
     }
@@ -116,14 +124,21 @@ pub(crate) fn print(rows: &[Row], json_rows: bool, took: Duration, pin: Pin, cor
 /// axis), one line per latency row, into an SVG file.
 pub(crate) fn plot(rows: &[Row], path: &Path) -> anyhow::Result<()> {
     let (w, h, left, bottom, top, right) = (900.0, 560.0, 70.0, 50.0, 30.0, 260.0);
-    let quantiles: Vec<f64> = (0..=40).map(|i| 1.0 - 10f64.powf(-(i as f64) / 10.0)).collect();
+    let quantiles: Vec<f64> = (0..=40)
+        .map(|i| 1.0 - 10f64.powf(-(i as f64) / 10.0))
+        .collect();
     let lines: Vec<(&str, Vec<(f64, f64)>)> = rows
         .iter()
         .filter_map(|r| {
             let hist = r.histogram.as_ref()?;
             let pts = quantiles
                 .iter()
-                .map(|&q| (-(1.0 - q).max(1e-4).log10(), (hist.value_at_quantile(q).max(1) as f64).log10()))
+                .map(|&q| {
+                    (
+                        -(1.0 - q).max(1e-4).log10(),
+                        (hist.value_at_quantile(q).max(1) as f64).log10(),
+                    )
+                })
                 .collect();
             Some((r.name.as_str(), pts))
         })
@@ -136,26 +151,74 @@ pub(crate) fn plot(rows: &[Row], path: &Path) -> anyhow::Result<()> {
     let xmax = 4.0;
     let px = |x: f64| left + x / xmax * (w - left - right);
     let py = |y: f64| top + (1.0 - y / ymax) * (h - top - bottom);
-    let colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+    let colors = [
+        "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+        "#bcbd22", "#17becf",
+    ];
     let mut svg = String::new();
-    writeln!(svg, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#)?;
+    writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
+    )?;
     writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#)?;
-    writeln!(svg, r#"<text x="{}" y="18" font-size="14">shmbus bench: one-way latency distribution</text>"#, left)?;
+    writeln!(
+        svg,
+        r#"<text x="{}" y="18" font-size="14">shmbus bench: one-way latency distribution</text>"#,
+        left
+    )?;
     for d in 0..=(ymax as i32) {
         let y = py(f64::from(d));
-        writeln!(svg, r##"<line x1="{left}" x2="{}" y1="{y}" y2="{y}" stroke="#ddd"/><text x="{}" y="{}" text-anchor="end">{}</text>"##, w - right, left - 6.0, y + 4.0, format_ns(10f64.powi(d)))?;
+        writeln!(
+            svg,
+            r##"<line x1="{left}" x2="{}" y1="{y}" y2="{y}" stroke="#ddd"/><text x="{}" y="{}" text-anchor="end">{}</text>"##,
+            w - right,
+            left - 6.0,
+            y + 4.0,
+            format_ns(10f64.powi(d))
+        )?;
     }
-    for (x, label) in [(0.0, "0"), (1.0, "90"), (2.0, "99"), (3.0, "99.9"), (4.0, "99.99")] {
+    for (x, label) in [
+        (0.0, "0"),
+        (1.0, "90"),
+        (2.0, "99"),
+        (3.0, "99.9"),
+        (4.0, "99.99"),
+    ] {
         let xx = px(x);
-        writeln!(svg, r##"<line x1="{xx}" x2="{xx}" y1="{top}" y2="{}" stroke="#ddd"/><text x="{xx}" y="{}" text-anchor="middle">{label}</text>"##, h - bottom, h - bottom + 16.0)?;
+        writeln!(
+            svg,
+            r##"<line x1="{xx}" x2="{xx}" y1="{top}" y2="{}" stroke="#ddd"/><text x="{xx}" y="{}" text-anchor="middle">{label}</text>"##,
+            h - bottom,
+            h - bottom + 16.0
+        )?;
     }
-    writeln!(svg, r#"<text x="{}" y="{}" text-anchor="middle">percentile</text>"#, px(2.0), h - 12.0)?;
+    writeln!(
+        svg,
+        r#"<text x="{}" y="{}" text-anchor="middle">percentile</text>"#,
+        px(2.0),
+        h - 12.0
+    )?;
     for (i, (name, pts)) in lines.iter().enumerate() {
         let color = colors[i % colors.len()];
-        let d: Vec<String> = pts.iter().map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y))).collect();
-        writeln!(svg, r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#, d.join(" "))?;
+        let d: Vec<String> = pts
+            .iter()
+            .map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y)))
+            .collect();
+        writeln!(
+            svg,
+            r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
+            d.join(" ")
+        )?;
         let ly = top + 16.0 * i as f64 + 10.0;
-        writeln!(svg, r#"<rect x="{}" y="{}" width="14" height="4" fill="{color}"/><text x="{}" y="{}">{}</text>"#, w - right + 12.0, ly - 4.0, w - right + 32.0, ly, xml_escape(name))?;
+        writeln!(
+            svg,
+            r#"<rect x="{}" y="{}" width="14" height="4" fill="{color}"/><text x="{}" y="{}">{}</text>"#,
+            w - right + 12.0,
+            ly - 4.0,
+            w - right + 32.0,
+            ly,
+            xml_escape(name)
+        )?;
     }
     writeln!(svg, "</svg>")?;
     std::fs::write(path, svg)?;
@@ -173,5 +236,7 @@ fn format_ns(ns: f64) -> String {
 }
 
 fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
