@@ -60,7 +60,7 @@ pub(crate) fn publish(a: PubArgs, opts: Options) -> anyhow::Result<Outcome> {
         };
         match sent {
             Ok(()) => {}
-            Err(Error::Timeout { .. }) => {
+            Err(Error::Timeout) => {
                 eprintln!("error: `{}` stayed full for the whole timeout", a.name);
                 return Ok(Outcome::TimedOut);
             }
@@ -103,7 +103,7 @@ pub(crate) fn subscribe(a: SubArgs, opts: Options) -> anyhow::Result<Outcome> {
             }
             Err(Error::Lagged { lost, .. }) => eprintln!("lagged: {lost} messages lost"),
             Err(Error::Disconnected { .. }) => break,
-            Err(Error::Timeout { .. }) => return Ok(Outcome::TimedOut),
+            Err(Error::Timeout) => return Ok(Outcome::TimedOut),
             Err(e @ Error::PublisherGone { .. }) => {
                 eprintln!("error: {e}");
                 return Ok(Outcome::PublisherGone);

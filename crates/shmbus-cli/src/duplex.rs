@@ -51,7 +51,7 @@ pub(crate) fn run(cmd: DuplexCmd, opts: Options) -> anyhow::Result<Outcome> {
                     out.flush()?;
                     Ok(Outcome::Done)
                 }
-                Err(Error::Timeout { .. }) => Ok(Outcome::TimedOut),
+                Err(Error::Timeout) => Ok(Outcome::TimedOut),
                 Err(e) => Err(e.into()),
             }
         }

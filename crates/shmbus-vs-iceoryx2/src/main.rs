@@ -209,8 +209,14 @@ fn shmbus_opts(tag: &str, busy: bool) -> shmbus::Options {
 }
 
 fn shmbus_config(size: usize, mode: shmbus::Mode) -> shmbus::ChannelConfig {
+    // Ping-pong rings stay small (in L2); the throughput ring has room to batch.
+    let floor = if mode == shmbus::Mode::Lossy {
+        64 << 10
+    } else {
+        1 << 20
+    };
     shmbus::ChannelConfig {
-        capacity: 1 << 20,
+        capacity: (4 * (size + 64)).next_power_of_two().max(floor),
         max_message: size.max(64),
         mode,
         max_subscribers: 4,

@@ -159,8 +159,6 @@ struct Channel {
     seg: Segment,
     config: ChannelConfig,
     spin: Duration,
-    /// The name as errors show it, shared by the errors of the hot path.
-    shown: Arc<str>,
 }
 
 /// The configuration in a validated channel header.
@@ -209,7 +207,6 @@ impl Channel {
     fn new(seg: Segment, opts: &Options) -> Channel {
         Channel {
             config: config_of(&seg),
-            shown: seg.name().describe().into(),
             seg,
             spin: opts.spin,
         }
@@ -240,11 +237,7 @@ impl Channel {
     }
 
     fn name(&self) -> String {
-        self.shown.to_string()
-    }
-
-    fn shown(&self) -> Arc<str> {
-        self.shown.clone()
+        self.seg.name().describe()
     }
 
     fn ring(&self) -> Ring<'_> {
@@ -452,11 +445,10 @@ impl Publisher {
     }
 
     fn full_or_timeout(&self, waited: bool) -> Error {
-        let name = self.ch.shown();
         if waited {
-            Error::Timeout { name }
+            Error::Timeout
         } else {
-            Error::Full { name }
+            Error::Full
         }
     }
 
@@ -556,7 +548,7 @@ fn loan_bytes(words: &[AtomicU64], start: usize, len: usize) -> *mut [u8] {
 ///
 /// let mut publisher = Publisher::create("doc.channel.sub", ChannelConfig::default())?;
 /// let mut subscriber = Subscriber::open("doc.channel.sub")?;
-/// assert!(matches!(subscriber.try_recv(), Err(shmbus::Error::Empty { .. })));
+/// assert!(matches!(subscriber.try_recv(), Err(shmbus::Error::Empty)));
 /// publisher.send(b"one")?;
 /// let mut buf = Vec::new();
 /// subscriber.recv_timeout_into(&mut buf, Duration::from_secs(1))?;
@@ -667,9 +659,7 @@ impl Subscriber {
         if closed {
             return Ok(());
         }
-        Err(Error::Empty {
-            name: self.ch.shown(),
-        })
+        Err(Error::Empty)
     }
 
     /// Receives the next message, waiting at most `timeout` ([`Error::Timeout`]).
@@ -742,10 +732,7 @@ impl Subscriber {
                 self.release(true);
                 Ok(false)
             }
-            Ok(Next::Lagged(lost)) => Err(Error::Lagged {
-                name: self.ch.shown(),
-                lost,
-            }),
+            Ok(Next::Lagged(lost)) => Err(Error::Lagged { lost }),
             Err(reason) => Err(self.ch.corrupt(reason)),
         }
     }
@@ -827,10 +814,10 @@ impl Subscriber {
                 _ => {}
             }
             if deadline.expired() {
-                break Err(Error::Timeout { name: ch.shown() });
+                break Err(Error::Timeout);
             }
             if stop.is_some_and(Stopper::enter_wait) {
-                break Err(Error::Timeout { name: ch.shown() });
+                break Err(Error::Timeout);
             }
             let nap = deadline
                 .remaining()
@@ -876,9 +863,7 @@ impl Subscriber {
                         }
                         Err(Error::Lagged { lost: n, .. }) => lost += n,
                         // Stopped by the guard, or the stream ended cleanly.
-                        Err(Error::Timeout { .. } | Error::Disconnected { .. }) => {
-                            return Ok(stats)
-                        }
+                        Err(Error::Timeout | Error::Disconnected { .. }) => return Ok(stats),
                         Err(e) => return Err(e),
                     }
                 }

@@ -158,9 +158,7 @@ impl Duplex {
                 // The server outlives its clients: wait for the next one.
                 Err(Error::Disconnected { .. } | Error::PublisherGone { .. }) if self.server => {
                     if deadline.expired() {
-                        return Err(Error::Timeout {
-                            name: self.rx.name().describe().into(),
-                        });
+                        return Err(Error::Timeout);
                     }
                     std::thread::sleep(
                         deadline

@@ -1,7 +1,6 @@
 //! The crate's one error type.
 
 use std::io;
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::header::Kind;
@@ -13,8 +12,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///
 /// `name` fields hold the object's name quoted as messages show it, with its namespace
 /// when there is one: `` `imu` `` or `` `imu` in namespace `test` ``. The errors a busy
-/// loop meets (`Empty`, `Full`, `Timeout`, `Lagged`) share it as an `Arc<str>`, so
-/// returning them allocates nothing.
+/// loop meets (`Empty`, `Full`, `Timeout`, `Lagged`) carry no name, so returning them costs
+/// nothing: the caller knows which handle it asked.
 ///
 /// ```
 /// # shmbus::doctest_namespace();
@@ -256,26 +255,17 @@ pub enum Error {
     /// A back-pressure channel is full: a subscriber has not consumed what would be
     /// overwritten.
     #[error(
-        "{name} is full: its slowest subscriber has not caught up; retry, or use send to wait"
+        "the channel is full: its slowest subscriber has not caught up; retry, or use send to wait"
     )]
-    Full {
-        /// The channel.
-        name: Arc<str>,
-    },
+    Full,
 
     /// No message is waiting (non-blocking receive).
-    #[error("no message is waiting on {name}")]
-    Empty {
-        /// The channel.
-        name: Arc<str>,
-    },
+    #[error("no message is waiting")]
+    Empty,
 
     /// A blocking call gave up.
-    #[error("timed out waiting on {name}")]
-    Timeout {
-        /// The object.
-        name: Arc<str>,
-    },
+    #[error("timed out")]
+    Timeout,
 
     /// The publisher closed the stream and every message has been received.
     #[error("{name} was closed by its publisher and every message has been received")]
@@ -295,12 +285,8 @@ pub enum Error {
     },
 
     /// The subscriber fell behind a lossy channel by more than the ring holds.
-    #[error(
-        "lagged: {lost} messages lost on {name}; the next receive continues with the oldest kept"
-    )]
+    #[error("lagged: {lost} messages lost; the next receive continues with the oldest kept")]
     Lagged {
-        /// The channel.
-        name: Arc<str>,
         /// Exactly how many messages were overwritten before they could be read.
         lost: u64,
     },

@@ -197,15 +197,18 @@ pub(crate) enum Next {
 }
 
 impl Ring<'_> {
+    #[inline]
     fn mask(&self) -> u64 {
         self.capacity - 1
     }
 
+    #[inline]
     fn word(&self, pos: u64) -> usize {
         ((pos & self.mask()) / 8) as usize
     }
 
     /// Reads a record header at `pos`: (kind, len, seq).
+    #[inline]
     fn header(&self, pos: u64) -> (u32, u64, u64) {
         let i = self.word(pos);
         let w0 = self.data[i].load(Relaxed);
@@ -221,6 +224,7 @@ impl Ring<'_> {
 
     /// The size of a valid record at `pos` (given what is committed up to `tail`), or `None`
     /// when its header makes impossible claims.
+    #[inline]
     fn checked_size(&self, pos: u64, tail: u64, kind: u32, len: u64) -> Option<u64> {
         let room = self.capacity - (pos & self.mask());
         let size = match kind {
@@ -264,6 +268,7 @@ impl Ring<'_> {
     }
 
     /// Reserves room for a `len`-byte payload; `None` when back-pressure forbids it.
+    #[inline]
     pub(crate) fn reserve(&self, st: &mut PubState, len: u64) -> Option<Reserved> {
         debug_assert!(len <= self.max_message);
         let size = record_size(len);
@@ -293,6 +298,7 @@ impl Ring<'_> {
     }
 
     /// Moves `head` to the first record at or after `low` (walking our own records).
+    #[inline]
     fn advance_head(&self, st: &mut PubState, low: u64, tail: u64) {
         while st.head < low {
             let (kind, len, _) = self.header(st.head);
@@ -324,6 +330,7 @@ impl Ring<'_> {
     }
 
     /// Copies `payload` into a reserved record.
+    #[inline]
     pub(crate) fn write_payload(&self, r: &Reserved, payload: &[u8]) {
         let start = r.payload_word(self.capacity);
         let words = (payload.len() as u64).div_ceil(8) as usize;
@@ -331,12 +338,14 @@ impl Ring<'_> {
     }
 
     /// Publishes a reserved record.
+    #[inline]
     pub(crate) fn commit(&self, st: &mut PubState, r: Reserved) {
         st.tail = r.pos + record_size(r.len);
         st.published += 1;
         self.publish_words(st);
     }
 
+    #[inline]
     fn publish_words(&self, st: &mut PubState) {
         let p = &*self.ctl.publisher;
         p.notify.store(st.notify.wrapping_add(1), Relaxed);
@@ -351,6 +360,7 @@ impl Ring<'_> {
         self.wake_subscribers();
     }
 
+    #[inline]
     fn wake_subscribers(&self) {
         // SYNC: an RMW, paired with the subscribers' AcqRel fetch_add before they sleep
         // (same handshake as `event`).
@@ -404,6 +414,7 @@ impl Ring<'_> {
     }
 
     /// Reads the next message into `sink(payload_words_start, len)`.
+    #[inline]
     pub(crate) fn try_read(
         &self,
         st: &mut SubState,

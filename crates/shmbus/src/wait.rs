@@ -78,7 +78,7 @@ pub(crate) fn futex_wake(_word: &AtomicU32, _n: u32) {
 }
 
 /// Spins (with the CPU's spin hint) for at most `budget`, returning as soon as `ready()`.
-/// The clock is read every 64 iterations only.
+/// The clock is read every 128 iterations only: on a VM it can cost more than a poll.
 #[cfg(not(loom))]
 pub(crate) fn spin_until(budget: Duration, mut ready: impl FnMut() -> bool) -> bool {
     if budget.is_zero() {
@@ -86,7 +86,7 @@ pub(crate) fn spin_until(budget: Duration, mut ready: impl FnMut() -> bool) -> b
     }
     let start = Instant::now();
     loop {
-        for _ in 0..64 {
+        for _ in 0..128 {
             if ready() {
                 return true;
             }

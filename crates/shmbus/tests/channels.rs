@@ -194,10 +194,7 @@ fn killed_subscriber_stops_holding_back_the_publisher() {
         sent += 1;
     }
     assert!(sent > 0);
-    assert!(matches!(
-        publisher.try_send(&[7; 100]),
-        Err(Error::Full { .. })
-    ));
+    assert!(matches!(publisher.try_send(&[7; 100]), Err(Error::Full)));
     child.kill().unwrap();
     child.wait().unwrap();
     let killed = Instant::now();
@@ -274,10 +271,10 @@ fn channel_user_errors() {
         Publisher::create_or_open_with("c", ChannelConfig::default(), &opts),
         Err(Error::ConfigMismatch { .. })
     ));
-    assert!(matches!(s1.try_recv(), Err(Error::Empty { .. })));
+    assert!(matches!(s1.try_recv(), Err(Error::Empty)));
     assert!(matches!(
         s1.recv_timeout(Duration::from_millis(10)),
-        Err(Error::Timeout { .. })
+        Err(Error::Timeout)
     ));
 }
 
@@ -339,7 +336,7 @@ fn zero_copy_loans_and_samples() {
         let sample = sub.recv_ref().unwrap();
         assert_eq!(&*sample, b"hello");
     }
-    assert!(matches!(sub.try_recv(), Err(Error::Empty { .. })));
+    assert!(matches!(sub.try_recv(), Err(Error::Empty)));
 }
 
 #[test]
@@ -386,7 +383,7 @@ fn late_joiner_can_replay_from_the_oldest_message() {
     }
     let mut next = Subscriber::open_with("replay", &ns.opts()).unwrap();
     let mut oldest = Subscriber::open_from_oldest("replay", &ns.opts()).unwrap();
-    assert!(matches!(next.try_recv(), Err(Error::Empty { .. })));
+    assert!(matches!(next.try_recv(), Err(Error::Empty)));
     for i in 84..100u8 {
         assert_eq!(oldest.try_recv().unwrap(), vec![i; 40]);
     }

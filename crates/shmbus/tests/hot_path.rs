@@ -66,7 +66,7 @@ fn steady_state_send_and_receive_do_not_allocate() {
                 subscriber.recv_into(&mut buf).unwrap();
                 assert!(matches!(
                     subscriber.try_recv_into(&mut buf),
-                    Err(Error::Empty { .. })
+                    Err(Error::Empty)
                 ));
             }
         };

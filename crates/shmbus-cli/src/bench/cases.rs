@@ -61,8 +61,11 @@ fn busy_opts(p: &Params) -> Options {
     opts(p).spin(Duration::from_secs(3600))
 }
 
-fn channel(size: usize, mode: Mode) -> ChannelConfig {
-    let capacity = (4 * (size + 64)).next_power_of_two().max(1 << 20);
+/// A channel for `size`-byte messages: a 64 KiB ring for ping-pong (it stays in L2),
+/// 1 MiB or more for throughput (room to batch).
+fn channel(size: usize, mode: Mode, big: bool) -> ChannelConfig {
+    let floor = if big { 1 << 20 } else { 64 << 10 };
+    let capacity = (4 * (size + 64)).next_power_of_two().max(floor);
     ChannelConfig {
         capacity,
         max_message: size.max(64),
@@ -235,7 +238,8 @@ pub(crate) fn parent(p: &Params) -> anyhow::Result<Measured> {
                 Case::Blocking => opts(p).spin(Duration::ZERO),
                 _ => opts(p),
             };
-            let mut publisher = Publisher::create_with("ping", channel(p.size, Mode::Lossy), &o)?;
+            let mut publisher =
+                Publisher::create_with("ping", channel(p.size, Mode::Lossy, false), &o)?;
             let mut peer = Peer::spawn(p, 0, Stdio::null(), Stdio::null())?;
             peer.expect("ready")?;
             let mut sub = Subscriber::open_with("pong", &o)?;
@@ -246,7 +250,7 @@ pub(crate) fn parent(p: &Params) -> anyhow::Result<Measured> {
                 stamp(&mut msg, i);
                 publisher.send(&msg)?;
                 if busy {
-                    while let Err(Error::Empty { .. }) = sub.try_recv_into(&mut buf) {
+                    while let Err(Error::Empty) = sub.try_recv_into(&mut buf) {
                         std::hint::spin_loop();
                     }
                 } else {
@@ -313,7 +317,7 @@ pub(crate) fn parent(p: &Params) -> anyhow::Result<Measured> {
         Case::TputCopy | Case::TputLoan => {
             let o = busy_opts(p);
             let mut publisher =
-                Publisher::create_with("data", channel(p.size, Mode::Backpressure), &o)?;
+                Publisher::create_with("data", channel(p.size, Mode::Backpressure, true), &o)?;
             let mut peer = Peer::spawn(p, 0, Stdio::null(), Stdio::null())?;
             peer.expect("ready")?;
             let mut msg = message(p.size);
@@ -386,7 +390,7 @@ pub(crate) fn parent(p: &Params) -> anyhow::Result<Measured> {
 /// processes.
 pub(crate) fn fanout(p: &Params, subscribers: usize) -> anyhow::Result<Measured> {
     let o = busy_opts(p);
-    let mut publisher = Publisher::create_with("fan", channel(p.size, Mode::Lossy), &o)?;
+    let mut publisher = Publisher::create_with("fan", channel(p.size, Mode::Lossy, true), &o)?;
     let mut peers = (0..subscribers)
         .map(|id| Peer::spawn(p, id, Stdio::null(), Stdio::null()))
         .collect::<anyhow::Result<Vec<_>>>()?;
@@ -442,13 +446,14 @@ pub(crate) fn child(p: &Params) -> anyhow::Result<()> {
                 _ => opts(p),
             };
             let mut sub = Subscriber::open_with("ping", &o)?;
-            let mut publisher = Publisher::create_with("pong", channel(p.size, Mode::Lossy), &o)?;
+            let mut publisher =
+                Publisher::create_with("pong", channel(p.size, Mode::Lossy, false), &o)?;
             say("ready");
             let mut buf = Vec::with_capacity(p.size.max(8));
             let busy = p.case == Case::Busy;
             for _ in 1..=p.count {
                 if busy {
-                    while let Err(Error::Empty { .. }) = sub.try_recv_into(&mut buf) {
+                    while let Err(Error::Empty) = sub.try_recv_into(&mut buf) {
                         std::hint::spin_loop();
                     }
                 } else {
@@ -547,7 +552,7 @@ pub(crate) fn child(p: &Params) -> anyhow::Result<()> {
             let mut buf = Vec::with_capacity(p.size.max(8));
             loop {
                 match sub.try_recv_into(&mut buf) {
-                    Ok(()) | Err(Error::Lagged { .. } | Error::Empty { .. }) => {}
+                    Ok(()) | Err(Error::Lagged { .. } | Error::Empty) => {}
                     Err(Error::Disconnected { .. }) => break,
                     Err(e) => return Err(e.into()),
                 }
