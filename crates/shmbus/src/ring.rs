@@ -244,7 +244,7 @@ impl Ring<'_> {
         let tail = p.tail.load(Acquire);
         let head = p.head.load(Relaxed);
         let published = p.published.load(Relaxed);
-        if tail % RECORD_HEADER != 0 || head % RECORD_HEADER != 0 {
+        if !tail.is_multiple_of(RECORD_HEADER) || !head.is_multiple_of(RECORD_HEADER) {
             return Err(format!(
                 "ring positions {head}..{tail} are not record-aligned"
             ));
@@ -400,7 +400,7 @@ impl Ring<'_> {
         let (tail, published) = self.snapshot();
         if from_oldest {
             let head = self.ctl.publisher.head.load(Acquire);
-            if head <= tail && tail - head <= self.capacity && head % RECORD_HEADER == 0 {
+            if head <= tail && tail - head <= self.capacity && head.is_multiple_of(RECORD_HEADER) {
                 return SubState {
                     cursor: head,
                     expected: None,
@@ -436,7 +436,7 @@ impl Ring<'_> {
             if cur == tail {
                 return Ok(Next::Empty);
             }
-            if cur % RECORD_HEADER != 0 || tail % RECORD_HEADER != 0 {
+            if !cur.is_multiple_of(RECORD_HEADER) || !tail.is_multiple_of(RECORD_HEADER) {
                 return Err(format!(
                     "ring position {cur} or tail {tail} is not record-aligned"
                 ));
@@ -500,11 +500,12 @@ impl Ring<'_> {
         // The publisher moves `head` just after `tail_intent`: give it a moment.
         crate::sync::backoff();
         let head = self.ctl.publisher.head.load(Acquire);
-        st.cursor = if head <= tail && tail - head <= self.capacity && head % RECORD_HEADER == 0 {
-            head
-        } else {
-            tail
-        };
+        st.cursor =
+            if head <= tail && tail - head <= self.capacity && head.is_multiple_of(RECORD_HEADER) {
+                head
+            } else {
+                tail
+            };
     }
 
     /// Publishes a back-pressure subscriber's cursor, and wakes the publisher if it sleeps

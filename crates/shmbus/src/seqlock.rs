@@ -153,7 +153,7 @@ impl Seqlock<'_> {
                 Err(0) => continue,
                 Err(holder) => {
                     tries = tries.wrapping_add(1);
-                    if tries % CHECK_EVERY == 0 {
+                    if tries.is_multiple_of(CHECK_EVERY) {
                         if holder != me && !alive(holder) {
                             // The holder died inside its section: take the lock over.
                             if writer
@@ -212,7 +212,7 @@ impl Seqlock<'_> {
                 }
             }
             tries = tries.wrapping_add(1);
-            if tries % CHECK_EVERY == 0 {
+            if tries.is_multiple_of(CHECK_EVERY) {
                 let started = *start.get_or_insert_with(Instant::now);
                 let holder = w.writer.load(Relaxed);
                 if w.seq.load(Relaxed) & 1 == 1 && holder != 0 && !alive(holder) {

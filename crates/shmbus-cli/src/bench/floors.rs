@@ -53,13 +53,13 @@ impl RawShm {
     }
 
     fn u64_at(&self, offset: usize) -> &AtomicU64 {
-        assert!(offset + 8 <= self.len && offset % 8 == 0);
+        assert!(offset + 8 <= self.len && offset.is_multiple_of(8));
         // SAFETY: in bounds and aligned (asserted); the mapping lives as long as `self`.
         unsafe { &*self.ptr.add(offset).cast::<AtomicU64>() }
     }
 
     fn u32_at(&self, offset: usize) -> &AtomicU32 {
-        assert!(offset + 4 <= self.len && offset % 4 == 0);
+        assert!(offset + 4 <= self.len && offset.is_multiple_of(4));
         // SAFETY: in bounds and aligned (asserted); the mapping lives as long as `self`.
         unsafe { &*self.ptr.add(offset).cast::<AtomicU32>() }
     }

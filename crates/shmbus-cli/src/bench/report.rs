@@ -47,7 +47,7 @@ fn ratio(rows: &[Row], row: &Row) -> Option<f64> {
 }
 
 fn size_str(size: usize) -> String {
-    if size >= 1 << 20 && size % (1 << 20) == 0 {
+    if size >= 1 << 20 && size.is_multiple_of(1 << 20) {
         format!("{} MiB", size >> 20)
     } else {
         format!("{size} B")
