@@ -182,6 +182,15 @@ pub(crate) struct SubState {
     pub cursor: u64,
     /// Sequence number of the next message; `None` until known (replay from the oldest).
     pub expected: Option<u64>,
+    /// The tail as last loaded (Acquire): records before it are committed and visible, so
+    /// `tail` is reloaded only once the cursor reaches it.
+    pub known_tail: u64,
+    /// Whether reads must be checked against `tail_intent` (the publisher may overwrite
+    /// what we read): always in lossy mode, and for a back-pressure subscriber that joined
+    /// at the oldest record (which the publisher did not know to keep). A back-pressure
+    /// subscriber that joined at the tail is never overwritten and skips the check, so it
+    /// does not touch the publisher's cache line for every message.
+    pub verify: bool,
 }
 
 /// What `try_read` found.
@@ -404,12 +413,16 @@ impl Ring<'_> {
                 return SubState {
                     cursor: head,
                     expected: None,
+                    known_tail: tail,
+                    verify: true,
                 };
             }
         }
         SubState {
             cursor: tail,
             expected: Some(published),
+            known_tail: tail,
+            verify: !self.backpressure,
         }
     }
 
@@ -430,16 +443,21 @@ impl Ring<'_> {
                      believable (or it overwrites faster than one message can be copied)"
                 ));
             }
-            // SYNC: Acquire pairs with the Release store of `tail` in `publish_words`.
-            let tail = p.tail.load(Acquire);
             let cur = st.cursor;
-            if cur == tail {
-                return Ok(Next::Empty);
+            if cur == st.known_tail {
+                // SYNC: Acquire pairs with the Release store of `tail` in `publish_words`.
+                let tail = p.tail.load(Acquire);
+                if cur == tail {
+                    return Ok(Next::Empty);
+                }
+                if !tail.is_multiple_of(RECORD_HEADER) {
+                    return Err(format!("the ring's tail {tail} is not record-aligned"));
+                }
+                st.known_tail = tail;
             }
-            if !cur.is_multiple_of(RECORD_HEADER) || !tail.is_multiple_of(RECORD_HEADER) {
-                return Err(format!(
-                    "ring position {cur} or tail {tail} is not record-aligned"
-                ));
+            let tail = st.known_tail;
+            if !cur.is_multiple_of(RECORD_HEADER) {
+                return Err(format!("ring position {cur} is not record-aligned"));
             }
             if cur > tail {
                 // The publisher's words went backwards: corrupt, or a new channel under an
@@ -455,18 +473,21 @@ impl Ring<'_> {
             if let (Some(_), KIND_DATA) = (size, kind) {
                 sink(&self.data[self.word(cur) + 2..], len as usize);
             }
-            // SYNC: pairs with the publisher's fence(Release) after `tail_intent`.
-            fence(Acquire);
-            let intent = p.tail_intent.load(Relaxed);
-            if intent < tail {
-                return Err(format!(
-                    "the ring's tail {tail} is ahead of its intent {intent}"
-                ));
-            }
-            if intent - cur > self.capacity {
-                // Overwritten while we copied: what we read is garbage, we were lapped.
-                self.jump(st, tail);
-                continue;
+            if st.verify {
+                // SYNC: pairs with the publisher's fence(Release) after `tail_intent`.
+                fence(Acquire);
+                let intent = p.tail_intent.load(Relaxed);
+                if intent < tail {
+                    return Err(format!(
+                        "the ring's tail {tail} is ahead of its intent {intent}"
+                    ));
+                }
+                if intent - cur > self.capacity {
+                    // Overwritten while we copied: what we read is garbage, we were lapped.
+                    let fresh = p.tail.load(Acquire);
+                    self.jump(st, fresh.max(tail));
+                    continue;
+                }
             }
             let Some(size) = size else {
                 return Err(format!(
@@ -499,6 +520,7 @@ impl Ring<'_> {
     fn jump(&self, st: &mut SubState, tail: u64) {
         // The publisher moves `head` just after `tail_intent`: give it a moment.
         crate::sync::backoff();
+        st.known_tail = tail;
         let head = self.ctl.publisher.head.load(Acquire);
         st.cursor =
             if head <= tail && tail - head <= self.capacity && head.is_multiple_of(RECORD_HEADER) {
@@ -646,7 +668,12 @@ mod tests {
             p.tail_intent.store(intent, Relaxed);
             p.head.store(head, Relaxed);
             let ring = o.ring();
-            let mut s = SubState { cursor, expected: Some(0) };
+            let mut s = SubState {
+                cursor,
+                expected: Some(0),
+                known_tail: cursor,
+                verify: true,
+            };
             for _ in 0..50 {
                 match read(&ring, &mut s) {
                     Ok((Next::Empty, _)) | Err(_) => break,
