@@ -324,8 +324,10 @@ pub(crate) fn parent(p: &Params) -> anyhow::Result<Measured> {
             let loan = p.case == Case::TputLoan;
             let m = throughput(p.count, &mut peer, |i| {
                 if loan {
-                    // Zero-copy: the payload is produced in place (here: its stamp).
+                    // Zero-copy: the payload is produced in place (every byte written once),
+                    // and read in place by the subscriber.
                     let mut l = publisher.loan(msg.len())?;
+                    l.fill(i as u8);
                     stamp(&mut l, i);
                     l.commit();
                 } else {
