@@ -551,21 +551,21 @@ impl Ring<'_> {
     }
 }
 
-#[cfg(all(test, not(loom)))]
-mod tests {
+/// Heap-backed rings for the unit tests and the loom models (same code under both).
+#[cfg(test)]
+mod test_ring {
     use super::*;
-    use proptest::prelude::*;
 
-    struct Owned {
-        ctl: RingControl,
-        slots: Vec<SubSlot>,
-        data: Vec<AtomicU64>,
-        capacity: u64,
-        backpressure: bool,
+    pub(super) struct Owned {
+        pub ctl: RingControl,
+        pub slots: Vec<SubSlot>,
+        pub data: Vec<AtomicU64>,
+        pub capacity: u64,
+        pub backpressure: bool,
     }
 
     impl Owned {
-        fn new(capacity: u64, backpressure: bool) -> Owned {
+        pub(super) fn new(capacity: u64, backpressure: bool) -> Owned {
             Owned {
                 ctl: RingControl::default(),
                 slots: (0..2).map(|_| SubSlot::default()).collect(),
@@ -574,7 +574,8 @@ mod tests {
                 backpressure,
             }
         }
-        fn ring(&self) -> Ring<'_> {
+
+        pub(super) fn ring(&self) -> Ring<'_> {
             Ring {
                 ctl: &self.ctl,
                 slots: &self.slots,
@@ -586,7 +587,8 @@ mod tests {
         }
     }
 
-    fn send(ring: &Ring<'_>, st: &mut PubState, msg: &[u8]) -> bool {
+    /// Publishes `msg`; `false` when back-pressure refuses.
+    pub(super) fn send(ring: &Ring<'_>, st: &mut PubState, msg: &[u8]) -> bool {
         match ring.reserve(st, msg.len() as u64) {
             Some(r) => {
                 ring.write_payload(&r, msg);
@@ -596,6 +598,13 @@ mod tests {
             None => false,
         }
     }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::test_ring::{send, Owned};
+    use super::*;
+    use proptest::prelude::*;
 
     fn read(ring: &Ring<'_>, st: &mut SubState) -> Result<(Next, Vec<u8>), String> {
         let mut out = Vec::new();
@@ -778,47 +787,14 @@ mod tests {
 
 #[cfg(all(test, loom))]
 mod loom_tests {
+    use super::test_ring::{send, Owned};
     use super::*;
     use loom::sync::Arc;
     use loom::thread;
 
-    struct Owned {
-        ctl: RingControl,
-        slots: Vec<SubSlot>,
-        data: Vec<AtomicU64>,
-        backpressure: bool,
-    }
-
-    impl Owned {
-        fn new(backpressure: bool) -> Arc<Owned> {
-            Arc::new(Owned {
-                ctl: RingControl::default(),
-                slots: (0..1).map(|_| SubSlot::default()).collect(),
-                data: (0..8).map(|_| AtomicU64::new(0)).collect(), // 64 bytes: 2 records
-                backpressure,
-            })
-        }
-        fn ring(&self) -> Ring<'_> {
-            Ring {
-                ctl: &self.ctl,
-                slots: &self.slots,
-                data: &self.data,
-                capacity: 64,
-                max_message: 16,
-                backpressure: self.backpressure,
-            }
-        }
-    }
-
-    fn send(ring: &Ring<'_>, st: &mut PubState, msg: &[u8]) -> bool {
-        match ring.reserve(st, msg.len() as u64) {
-            Some(r) => {
-                ring.write_payload(&r, msg);
-                ring.commit(st, r);
-                true
-            }
-            None => false,
-        }
+    /// A 64-byte ring (two 32-byte records: 16-byte messages), one slot used.
+    fn owned(backpressure: bool) -> Arc<Owned> {
+        Arc::new(Owned::new(64, backpressure))
     }
 
     /// Lossy, small ring with wrap-around and lapping: a subscriber never returns torn data,
@@ -828,7 +804,7 @@ mod loom_tests {
         let mut b = loom::model::Builder::new();
         b.preemption_bound = Some(2);
         b.check(|| {
-            let o = Owned::new(false);
+            let o = owned(false);
             let mut sub = o.ring().join(false);
             let mut pubst = o.ring().attach_publisher().unwrap();
             let publisher = {
@@ -878,7 +854,7 @@ mod loom_tests {
         let mut b = loom::model::Builder::new();
         b.preemption_bound = Some(2);
         b.check(|| {
-            let o = Owned::new(true);
+            let o = owned(true);
             let mut sub = o.ring().join(false);
             o.slots[0].cursor.store(sub.cursor, Relaxed);
             o.slots[0].state.store(SLOT_ACTIVE, Relaxed);
