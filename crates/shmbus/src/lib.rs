@@ -37,6 +37,9 @@ mod channel;
 mod duplex;
 mod error;
 mod event;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod handler;
 mod header;
 mod liveness;

@@ -67,8 +67,11 @@ pub(crate) const CLOSED: u32 = 2;
 /// Bit 0 of a slot's `state`: active. The other bits count activations, so a publisher that
 /// frees a dead subscriber's slot with a CAS cannot free a new owner's by mistake.
 pub(crate) const SLOT_ACTIVE: u32 = 1;
+/// Positions beyond this are impossible (2^62 bytes: a century at 1 TB/s) and refused, so
+/// that position arithmetic can never overflow whatever another process wrote.
+const MAX_POSITION: u64 = 1 << 62;
 /// How many consecutive laps one read tolerates before it calls the ring corrupt.
-const MAX_JUMPS: u32 = 1 << 20;
+const MAX_JUMPS: u32 = 1 << 16;
 
 /// Written only by the publisher.
 #[repr(C)]
@@ -258,7 +261,7 @@ impl Ring<'_> {
                 "ring positions {head}..{tail} are not record-aligned"
             ));
         }
-        if head > tail || tail - head > self.capacity {
+        if head > tail || tail - head > self.capacity || tail > MAX_POSITION {
             return Err(format!("ring head {head} and tail {tail} are inconsistent"));
         }
         // A publisher that died between reserve and commit left `tail_intent` ahead: its
@@ -350,7 +353,7 @@ impl Ring<'_> {
     #[inline]
     pub(crate) fn commit(&self, st: &mut PubState, r: Reserved) {
         st.tail = r.pos + record_size(r.len);
-        st.published += 1;
+        st.published = st.published.wrapping_add(1);
         self.publish_words(st);
     }
 
@@ -450,8 +453,8 @@ impl Ring<'_> {
                 if cur == tail {
                     return Ok(Next::Empty);
                 }
-                if !tail.is_multiple_of(RECORD_HEADER) {
-                    return Err(format!("the ring's tail {tail} is not record-aligned"));
+                if !tail.is_multiple_of(RECORD_HEADER) || tail > MAX_POSITION {
+                    return Err(format!("the ring's tail {tail} is not a possible position"));
                 }
                 st.known_tail = tail;
             }
@@ -509,7 +512,7 @@ impl Ring<'_> {
                 }
                 _ => {}
             }
-            st.expected = Some(seq + 1);
+            st.expected = Some(seq.wrapping_add(1));
             st.cursor = cur + size;
             return Ok(Next::Message);
         }

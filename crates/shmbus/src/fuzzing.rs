@@ -1,0 +1,140 @@
+//! Entry points for the fuzzers in `fuzz/` (feature `fuzzing`): each takes arbitrary bytes as
+//! the contents of shared memory and runs the code that parses it. They must return (with an
+//! error or a value), never panic, loop forever or read out of bounds.
+#![allow(missing_docs)]
+
+use crate::header::HeaderFields;
+use crate::ring::{Ring, RingControl, SubSlot, SubState};
+use crate::seqlock::{BoardControl, Seqlock};
+use crate::sync::{AtomicU64, Ordering::Relaxed};
+
+fn words(bytes: &[u8], n: usize) -> Vec<AtomicU64> {
+    (0..n)
+        .map(|i| {
+            let mut w = [0u8; 8];
+            for (j, b) in w.iter_mut().enumerate() {
+                *b = bytes.get(i * 8 + j).copied().unwrap_or(0);
+            }
+            AtomicU64::new(u64::from_le_bytes(w))
+        })
+        .collect()
+}
+
+fn word(bytes: &[u8], i: usize) -> u64 {
+    words(&bytes[(i * 8).min(bytes.len())..], 1)[0].load(Relaxed)
+}
+
+/// The header parser: 64 bytes of fields, then the claimed file size.
+pub fn header(bytes: &[u8]) {
+    let mut raw = [0u8; 64];
+    for (r, b) in raw.iter_mut().zip(bytes) {
+        *r = *b;
+    }
+    let fields = HeaderFields {
+        magic: u64::from_le_bytes(raw[0..8].try_into().unwrap()),
+        layout_version: u32::from_le_bytes(raw[8..12].try_into().unwrap()),
+        kind: u32::from_le_bytes(raw[12..16].try_into().unwrap()),
+        total_size: u64::from_le_bytes(raw[16..24].try_into().unwrap()),
+        creator_pid: u32::from_le_bytes(raw[24..28].try_into().unwrap()),
+        flags: u32::from_le_bytes(raw[28..32].try_into().unwrap()),
+        creator_start: u64::from_le_bytes(raw[32..40].try_into().unwrap()),
+        created_unix_ns: u64::from_le_bytes(raw[40..48].try_into().unwrap()),
+        capacity: u64::from_le_bytes(raw[48..56].try_into().unwrap()),
+        max_message: u32::from_le_bytes(raw[56..60].try_into().unwrap()),
+        max_slots: u32::from_le_bytes(raw[60..64].try_into().unwrap()),
+    };
+    let _ = fields.validate("fuzz", word(bytes, 8), crate::segment::layout_size);
+}
+
+/// A subscriber reading a 256-byte ring whose publisher words (first 5 words), cursor
+/// (6th word) and data (the rest) are `bytes`.
+pub fn ring(bytes: &[u8]) {
+    let ctl = RingControl::default();
+    let p = &*ctl.publisher;
+    p.tail_intent.store(word(bytes, 0), Relaxed);
+    p.tail.store(word(bytes, 1), Relaxed);
+    p.head.store(word(bytes, 2), Relaxed);
+    p.published.store(word(bytes, 3), Relaxed);
+    let mode = word(bytes, 4);
+    let slots: Vec<SubSlot> = (0..2).map(|_| SubSlot::default()).collect();
+    let data = words(bytes.get(48..).unwrap_or(&[]), 32);
+    let ring = Ring {
+        ctl: &ctl,
+        slots: &slots,
+        data: &data,
+        capacity: 256,
+        max_message: 112,
+        backpressure: mode & 1 == 1,
+    };
+    let cursor = word(bytes, 5);
+    let mut st = SubState {
+        cursor,
+        expected: (mode & 2 == 0).then_some(word(bytes, 3)),
+        known_tail: cursor,
+        verify: mode & 4 == 0,
+    };
+    let mut out = Vec::new();
+    for _ in 0..64 {
+        match ring.try_read(&mut st, &mut |w, len| Ring::copy_payload(w, len, &mut out)) {
+            Ok(crate::ring::Next::Empty) | Err(_) => break,
+            Ok(_) => assert!(out.len() <= 112),
+        }
+    }
+    // A publisher taking over these words must refuse or cope, too.
+    if let Ok(mut pubst) = ring.attach_publisher() {
+        if let Some(r) = ring.reserve(&mut pubst, (word(bytes, 6) % 113) as u64) {
+            ring.commit(&mut pubst, r);
+        }
+    }
+}
+
+/// A reader of a 64-byte blackboard whose control words and data are `bytes`.
+pub fn blackboard(bytes: &[u8]) {
+    let ctl = BoardControl::default();
+    let w = &*ctl.w;
+    w.seq.store((word(bytes, 0) as u32) & !1, Relaxed);
+    w.writer.store((word(bytes, 0) >> 32) as u32, Relaxed);
+    w.len.store(word(bytes, 1), Relaxed);
+    w.version.store(word(bytes, 2), Relaxed);
+    let data = words(bytes.get(24..).unwrap_or(&[]), 8);
+    let lock = Seqlock {
+        ctl: &ctl,
+        data: &data,
+        capacity: 64,
+    };
+    let mut buf = [0u8; 64];
+    if let Ok((_, n)) = lock.read_into(&mut buf, &|_| true) {
+        assert!(n <= 64);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use proptest::prelude::*;
+
+    fn bytes(words: &[u64]) -> Vec<u8> {
+        words.iter().flat_map(|w| w.to_le_bytes()).collect()
+    }
+
+    /// Regressions found by `cargo fuzz run ring`: counters at the top of their range in
+    /// the publisher's words or a record's sequence number overflowed `+ 1`.
+    #[test]
+    fn hostile_counters_do_not_overflow() {
+        // published = u64::MAX; a publisher takes over and sends.
+        super::ring(&bytes(&[0, 0, 0, u64::MAX, 0, 0, 40]));
+        // A tail at an impossible position.
+        super::ring(&bytes(&[1 << 63, 1 << 63, 1 << 63, 0, 0, 1 << 63, 40]));
+        // A committed record whose sequence number is u64::MAX (kind data, length 8).
+        let record = (1u64 << 32) | 8;
+        super::ring(&bytes(&[32, 32, 0, u64::MAX, 2, 0, 0, record, u64::MAX, 7]));
+    }
+
+    proptest! {
+        #[test]
+        fn fuzz_entry_points_survive_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            super::header(&bytes);
+            super::ring(&bytes);
+            super::blackboard(&bytes);
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! Fuzz target: arbitrary bytes as the shared memory the header parser reads.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    shmbus::fuzzing::header(data);
+});
