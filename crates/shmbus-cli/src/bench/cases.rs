@@ -93,12 +93,7 @@ pub(crate) struct Peer {
 }
 
 impl Peer {
-    pub(crate) fn spawn(
-        p: &Params,
-        id: usize,
-        stdin: Stdio,
-        stdout: Stdio,
-    ) -> anyhow::Result<Peer> {
+    pub(crate) fn spawn(p: &Params, stdin: Stdio, stdout: Stdio) -> anyhow::Result<Peer> {
         let exe = std::env::current_exe().context("finding the shmbus binary")?;
         let mut cmd = Command::new(exe);
         cmd.args(["--namespace", &p.namespace, "bench-peer"])
@@ -111,8 +106,7 @@ impl Peer {
             .arg(format!("--size={}", p.size))
             .arg(format!("--count={}", p.count))
             .arg(format!("--gap-us={}", p.gap_us))
-            .arg(format!("--token={}", p.token))
-            .arg(format!("--id={id}"));
+            .arg(format!("--token={}", p.token));
         if let Some(cpu) = p.child_cpu {
             cmd.arg(format!("--cpu={cpu}"));
         }
@@ -210,7 +204,7 @@ pub(crate) fn parent(p: &Params) -> anyhow::Result<Measured> {
     match p.case {
         Case::Atomics => {
             let pp = AtomicPingPong(RawShm::new(&p.token, AtomicPingPong::LEN, true)?);
-            let mut peer = Peer::spawn(p, 0, Stdio::null(), Stdio::null())?;
+            let mut peer = Peer::spawn(p, Stdio::null(), Stdio::null())?;
             peer.expect("ready")?;
             let m = ping_pong(p.count, gap, |i| {
                 pp.send(0, i);
@@ -222,7 +216,7 @@ pub(crate) fn parent(p: &Params) -> anyhow::Result<Measured> {
         }
         Case::Futex => {
             let pp = FutexPingPong(RawShm::new(&p.token, FutexPingPong::LEN, true)?);
-            let mut peer = Peer::spawn(p, 0, Stdio::null(), Stdio::null())?;
+            let mut peer = Peer::spawn(p, Stdio::null(), Stdio::null())?;
             peer.expect("ready")?;
             let m = ping_pong(p.count, gap, |i| {
                 pp.send(0, i as u32);
@@ -240,7 +234,7 @@ pub(crate) fn parent(p: &Params) -> anyhow::Result<Measured> {
             };
             let mut publisher =
                 Publisher::create_with("ping", channel(p.size, Mode::Lossy, false), &o)?;
-            let mut peer = Peer::spawn(p, 0, Stdio::null(), Stdio::null())?;
+            let mut peer = Peer::spawn(p, Stdio::null(), Stdio::null())?;
             peer.expect("ready")?;
             let mut sub = Subscriber::open_with("pong", &o)?;
             let mut msg = message(p.size);
@@ -266,7 +260,7 @@ pub(crate) fn parent(p: &Params) -> anyhow::Result<Measured> {
         Case::Board => {
             let o = busy_opts(p);
             let ping = Blackboard::create_with("ping", p.size.max(8), &o)?;
-            let mut peer = Peer::spawn(p, 0, Stdio::null(), Stdio::null())?;
+            let mut peer = Peer::spawn(p, Stdio::null(), Stdio::null())?;
             peer.expect("ready")?;
             let pong = Blackboard::open_with("pong", &o)?;
             let mut msg = message(p.size);
@@ -283,7 +277,7 @@ pub(crate) fn parent(p: &Params) -> anyhow::Result<Measured> {
         }
         Case::Uds => {
             let (mut mine, theirs) = UnixStream::pair()?;
-            let mut peer = Peer::spawn(p, 0, Stdio::from(OwnedFd::from(theirs)), Stdio::null())?;
+            let mut peer = Peer::spawn(p, Stdio::from(OwnedFd::from(theirs)), Stdio::null())?;
             peer.expect("ready")?;
             let mut msg = message(p.size);
             let mut buf = vec![0; msg.len()];
@@ -300,7 +294,7 @@ pub(crate) fn parent(p: &Params) -> anyhow::Result<Measured> {
         Case::Pipe => {
             let (ping_r, mut ping_w) = std::io::pipe()?;
             let (mut pong_r, pong_w) = std::io::pipe()?;
-            let mut peer = Peer::spawn(p, 0, Stdio::from(ping_r), Stdio::from(pong_w))?;
+            let mut peer = Peer::spawn(p, Stdio::from(ping_r), Stdio::from(pong_w))?;
             peer.expect("ready")?;
             let mut msg = message(p.size);
             let mut buf = vec![0; msg.len()];
@@ -318,7 +312,7 @@ pub(crate) fn parent(p: &Params) -> anyhow::Result<Measured> {
             let o = busy_opts(p);
             let mut publisher =
                 Publisher::create_with("data", channel(p.size, Mode::Backpressure, true), &o)?;
-            let mut peer = Peer::spawn(p, 0, Stdio::null(), Stdio::null())?;
+            let mut peer = Peer::spawn(p, Stdio::null(), Stdio::null())?;
             peer.expect("ready")?;
             let mut msg = message(p.size);
             let loan = p.case == Case::TputLoan;
@@ -342,7 +336,7 @@ pub(crate) fn parent(p: &Params) -> anyhow::Result<Measured> {
         }
         Case::TputUds => {
             let (mut mine, theirs) = UnixStream::pair()?;
-            let mut peer = Peer::spawn(p, 0, Stdio::from(OwnedFd::from(theirs)), Stdio::null())?;
+            let mut peer = Peer::spawn(p, Stdio::from(OwnedFd::from(theirs)), Stdio::null())?;
             peer.expect("ready")?;
             let mut msg = message(p.size);
             let m = throughput(p.count, &mut peer, |i| {
@@ -355,7 +349,7 @@ pub(crate) fn parent(p: &Params) -> anyhow::Result<Measured> {
         }
         Case::TputPipe => {
             let (data_r, mut data_w) = std::io::pipe()?;
-            let mut peer = Peer::spawn(p, 0, Stdio::from(data_r), Stdio::null())?;
+            let mut peer = Peer::spawn(p, Stdio::from(data_r), Stdio::null())?;
             peer.expect("ready")?;
             let mut msg = message(p.size);
             let m = throughput(p.count, &mut peer, |i| {
@@ -373,7 +367,7 @@ pub(crate) fn parent(p: &Params) -> anyhow::Result<Measured> {
                 slot,
                 slots,
             );
-            let mut peer = Peer::spawn(p, 0, Stdio::null(), Stdio::null())?;
+            let mut peer = Peer::spawn(p, Stdio::null(), Stdio::null())?;
             peer.expect("ready")?;
             let mut msg = message(p.size);
             let m = throughput(p.count, &mut peer, |i| {
@@ -394,7 +388,7 @@ pub(crate) fn fanout(p: &Params, subscribers: usize) -> anyhow::Result<Measured>
     let o = busy_opts(p);
     let mut publisher = Publisher::create_with("fan", channel(p.size, Mode::Lossy, true), &o)?;
     let mut peers = (0..subscribers)
-        .map(|id| Peer::spawn(p, id, Stdio::null(), Stdio::null()))
+        .map(|_| Peer::spawn(p, Stdio::null(), Stdio::null()))
         .collect::<anyhow::Result<Vec<_>>>()?;
     for peer in &mut peers {
         peer.expect("ready")?;

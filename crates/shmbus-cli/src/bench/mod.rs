@@ -5,7 +5,7 @@ mod cases;
 mod floors;
 mod report;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -59,8 +59,6 @@ pub(crate) struct PeerArgs {
     gap_us: u64,
     #[arg(long)]
     token: String,
-    #[arg(long, default_value_t = 0)]
-    id: usize,
     #[arg(long)]
     cpu: Option<usize>,
 }
@@ -226,7 +224,6 @@ pub(crate) fn peer(args: PeerArgs, namespace: Option<&str>) -> anyhow::Result<Ou
         namespace: namespace.unwrap_or_default().to_owned(),
         child_cpu: None,
     };
-    let _ = args.id;
     cases::child(&params)?;
     Ok(Outcome::Done)
 }
@@ -271,7 +268,3 @@ impl Row {
         }
     }
 }
-
-/// How long a default run takes at most, for the docs (checked by eye in BENCHMARKS.md).
-#[allow(dead_code)]
-const DEFAULT_BUDGET: Duration = Duration::from_secs(90);
