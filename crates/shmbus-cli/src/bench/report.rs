@@ -123,7 +123,7 @@ pub(crate) fn print(
 /// Draws the latency distributions (percentile on a log "nines" axis, latency on a log
 /// axis), one line per latency row, into an SVG file.
 pub(crate) fn plot(rows: &[Row], path: &Path) -> anyhow::Result<()> {
-    let (w, h, left, bottom, top, right) = (900.0, 560.0, 70.0, 50.0, 30.0, 260.0);
+    let (w, h, left, bottom, top, right) = (1040.0, 560.0, 70.0, 50.0, 30.0, 340.0);
     let quantiles: Vec<f64> = (0..=40)
         .map(|i| 1.0 - 10f64.powf(-(i as f64) / 10.0))
         .collect();
