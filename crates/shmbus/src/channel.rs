@@ -393,6 +393,12 @@ impl Publisher {
         Ok(Loan { publisher: self, r })
     }
 
+    /// [`loan`](Self::loan), waiting at most `timeout` for room ([`Error::Timeout`]).
+    pub fn loan_timeout(&mut self, len: usize, timeout: Duration) -> Result<Loan<'_>> {
+        let r = self.reserve(len, Deadline::after(Some(timeout)), true)?;
+        Ok(Loan { publisher: self, r })
+    }
+
     fn reserve(&mut self, len: usize, deadline: Deadline, wait: bool) -> Result<Reserved> {
         if len > self.ch.config.max_message {
             return Err(Error::TooLarge {

@@ -109,11 +109,14 @@ impl Duplex {
 
     /// Sends a plain message.
     pub fn send(&mut self, data: &[u8]) -> Result<()> {
-        self.send_word(0, data)
+        self.send_word(0, data, Deadline::after(None))
     }
 
-    fn send_word(&mut self, word: u64, data: &[u8]) -> Result<()> {
-        let mut loan = self.tx.loan(8 + data.len())?;
+    fn send_word(&mut self, word: u64, data: &[u8], deadline: Deadline) -> Result<()> {
+        let mut loan = match deadline.remaining() {
+            None => self.tx.loan(8 + data.len())?,
+            Some(left) => self.tx.loan_timeout(8 + data.len(), left)?,
+        };
         loan[..8].copy_from_slice(&word.to_le_bytes());
         loan[8..].copy_from_slice(data);
         loan.commit();
@@ -188,16 +191,17 @@ impl Duplex {
                 what: "only requests (from `request`) can be replied to",
             });
         };
-        self.send_word(id | REPLY, data)
+        self.send_word(id | REPLY, data, Deadline::after(None))
     }
 
-    /// Sends a request and waits at most `timeout` for its reply ([`Error::Timeout`]).
+    /// Sends a request and waits at most `timeout`, in all, for room to send it and for its
+    /// reply ([`Error::Timeout`]).
     /// Messages that arrive meanwhile are kept for [`recv`](Self::recv).
     pub fn request(&mut self, data: &[u8], timeout: Duration) -> Result<Vec<u8>> {
         let id = self.next_id & !REPLY;
         self.next_id = self.next_id.wrapping_add(1).max(1);
         let deadline = Deadline::after(Some(timeout));
-        self.send_word(id, data)?;
+        self.send_word(id, data, deadline)?;
         loop {
             let (word, data) = self.recv_raw(deadline)?;
             if word == id | REPLY {

@@ -390,3 +390,22 @@ fn late_joiner_can_replay_from_the_oldest_message() {
     drop(publisher);
     assert_eq!(oldest.iter().count(), 0);
 }
+
+#[test]
+fn duplex_request_times_out_when_the_server_does_not_answer() {
+    let ns = Ns::new("chan");
+    // A server that listens but never reads: requests fill its back-pressure ring.
+    let _server = Duplex::listen_with("mute", &ns.opts()).unwrap();
+    let mut client = Duplex::connect_with("mute", &ns.opts()).unwrap();
+    let big = vec![0u8; 8 * 1024];
+    let start = Instant::now();
+    // 40 requests of 8 KiB overflow the 256 KiB ring: the last ones wait for room.
+    for _ in 0..40 {
+        match client.request(&big, Duration::from_millis(50)) {
+            Err(Error::Timeout) => {}
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+    }
+    // Each request gave up on time, including those that found the ring full.
+    assert!(start.elapsed() < Duration::from_secs(30));
+}
