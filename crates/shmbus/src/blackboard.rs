@@ -175,14 +175,12 @@ impl Blackboard {
     }
 
     /// The version of the current value.
+    ///
+    /// While a write is in progress this waits for it; if the writer died in the middle (or
+    /// the board stays busy past a second), it returns the version word as it stands.
     pub fn version(&self) -> u64 {
-        let lock = self.inner.lock();
-        loop {
-            if let Some(v) = lock.version() {
-                return v;
-            }
-            std::thread::yield_now();
-        }
+        let alive = |slot| self.inner.alive(slot);
+        self.inner.lock().settled_version(&alive)
     }
 
     /// Waits until the version is newer than `version`; returns the new version, or `None`

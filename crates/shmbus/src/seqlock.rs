@@ -231,6 +231,29 @@ impl Seqlock<'_> {
         self.version_at(self.ctl.w.seq.load(Acquire))
     }
 
+    /// The version of the current value, waiting out a write in progress; when the writer
+    /// died inside its section, or the wait exceeds [`READ_PATIENCE`], the version word as it
+    /// stands (never a hang).
+    pub(crate) fn settled_version(&self, alive: &dyn Fn(u32) -> bool) -> u64 {
+        let w = &*self.ctl.w;
+        let mut start = None;
+        let mut tries = 0u32;
+        loop {
+            if let Some(v) = self.version() {
+                return v;
+            }
+            tries = tries.wrapping_add(1);
+            if tries.is_multiple_of(CHECK_EVERY) {
+                let started = *start.get_or_insert_with(Instant::now);
+                let holder = w.writer.load(Relaxed);
+                if (holder != 0 && !alive(holder)) || started.elapsed() >= READ_PATIENCE {
+                    return w.version.load(Relaxed);
+                }
+            }
+            yield_now();
+        }
+    }
+
     fn version_at(&self, s1: u32) -> Option<u64> {
         if s1 & 1 == 1 {
             return None;
@@ -382,6 +405,7 @@ mod tests {
         ctl.w.seq.fetch_add(1, Relaxed);
         let mut buf = [0u8; 16];
         assert_eq!(lock.read_into(&mut buf, DEAD), Err(ReadError::WriterDied));
+        assert_eq!(lock.settled_version(DEAD), 1, "no hang on a dead writer's odd seq");
         // The next writer takes over and the board works again.
         let v = lock
             .write(
