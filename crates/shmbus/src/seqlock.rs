@@ -405,7 +405,11 @@ mod tests {
         ctl.w.seq.fetch_add(1, Relaxed);
         let mut buf = [0u8; 16];
         assert_eq!(lock.read_into(&mut buf, DEAD), Err(ReadError::WriterDied));
-        assert_eq!(lock.settled_version(DEAD), 1, "no hang on a dead writer's odd seq");
+        assert_eq!(
+            lock.settled_version(DEAD),
+            1,
+            "no hang on a dead writer's odd seq"
+        );
         // The next writer takes over and the board works again.
         let v = lock
             .write(

@@ -44,6 +44,9 @@ pub(crate) struct BenchArgs {
     /// Also draw the latency distributions into this SVG file.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<std::path::PathBuf>,
+    /// Only run the rows whose name contains TEXT (for profiling one case).
+    #[arg(long, value_name = "TEXT")]
+    pub only: Option<String>,
 }
 
 /// Options of the hidden `bench-peer` command (the other process of a case).
@@ -171,7 +174,10 @@ pub(crate) fn run(args: BenchArgs, namespace: Option<&str>) -> anyhow::Result<Ou
     if let Some(cpu) = mine {
         pin_to(cpu)?;
     }
-    let plans = plan(&args);
+    let mut plans = plan(&args);
+    if let Some(only) = &args.only {
+        plans.retain(|p| p.name.contains(only.as_str()));
+    }
     let bar = ProgressBar::new(plans.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
