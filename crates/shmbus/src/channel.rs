@@ -333,7 +333,12 @@ impl Publisher {
         if !got {
             return Err(Error::PublisherExists { name: ch.name() });
         }
-        let st = ch.ring().attach_publisher().map_err(|r| ch.corrupt(r))?;
+        // Skip the fence on every send when sleeping subscribers can fence for us.
+        let asym = !cfg!(loom) && sys::membarrier_register();
+        let st = ch
+            .ring()
+            .attach_publisher(asym)
+            .map_err(|r| ch.corrupt(r))?;
         Ok(Publisher {
             ch,
             st,
@@ -796,8 +801,12 @@ impl Subscriber {
         {
             return got.expect("spin_until checked").map(|_| ());
         }
-        // SYNC: AcqRel RMW, paired with the publisher's RMW on `sub_waiters`.
+        // SYNC: AcqRel RMW, paired with the publisher's RMW on `sub_waiters`; for a publisher
+        // that only loads it, the membarrier below is its fence (see `ring`).
         ctl.sub_waiters.fetch_add(1, AcqRel);
+        // Always, not only when `asym` is set: a publisher attaching right now may have set
+        // it without our seeing it yet. Costs a syscall per sleep, never per message.
+        sys::membarrier_global();
         // Probe the publisher's liveness (a syscall) only after a nap with no news.
         let mut probe = false;
         let result = loop {

@@ -81,7 +81,7 @@ pub fn ring(bytes: &[u8]) {
         }
     }
     // A publisher taking over these words must refuse or cope, too.
-    if let Ok(mut pubst) = ring.attach_publisher() {
+    if let Ok(mut pubst) = ring.attach_publisher(false) {
         if let Some(r) = ring.reserve(&mut pubst, word(bytes, 6) % 113) {
             ring.commit(&mut pubst, r);
         }

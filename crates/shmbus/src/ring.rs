@@ -28,6 +28,7 @@
 //! | `published`   | number of committed messages                                      |
 //! | `notify`      | futex word and seqlock over (`tail`, `published`): odd while they change |
 //! | `state`       | 0 no publisher yet, 1 open, 2 closed cleanly (end of stream)      |
+//! | `asym`        | 1: the publisher checks `sub_waiters` with a plain load (see below) |
 //!
 //! # Protocol
 //!
@@ -44,6 +45,16 @@
 //! jumps to `head` (lapped). Only then are the header's claims trusted, and checked: a
 //! record that is stable but impossible is `Corrupt`. The record's `seq` against the
 //! expected one gives the exact number of messages lost.
+//!
+//! Waking sleepers: after `commit` the publisher must see a subscriber that is about to
+//! sleep, or that subscriber must see the commit (Dekker). Two ways, chosen per publisher:
+//! the portable one is a read-modify-write of `sub_waiters` on both sides (as in `event`);
+//! the fast one, when the publisher could register for `membarrier(2)`, is an asymmetric
+//! fence: the publisher reads `sub_waiters` with a plain load after a compiler fence (no
+//! `lock` instruction per send), and a subscriber, after announcing itself and before it
+//! re-checks and sleeps, calls `membarrier(GLOBAL_EXPEDITED)`, which makes the publisher's
+//! CPU execute a full barrier: either the publisher's load comes after it and sees the
+//! subscriber, or its earlier stores (the commit) are visible to the re-check.
 //!
 //! Back-pressure: a subscriber publishes its cursor in its slot (Release) after it is done
 //! with a record; the publisher reads cursors (Acquire) before overwriting. A subscriber that
@@ -83,6 +94,9 @@ pub(crate) struct PubWords {
     pub published: AtomicU64,
     pub notify: AtomicU32,
     pub state: AtomicU32,
+    /// 1 when the publisher skips the fence before reading `sub_waiters` (it registered for
+    /// `membarrier`, and sleeping subscribers issue one); 0 when it uses the RMW.
+    pub asym: AtomicU32,
 }
 
 /// A back-pressured publisher waiting for space.
@@ -161,6 +175,8 @@ pub(crate) struct PubState {
     pub notify: u32,
     /// Lower bound of every active subscriber's cursor (back-pressure), cached.
     pub min_cursor: u64,
+    /// Whether subscribers fence for us (`membarrier`), so `wake_subscribers` need not.
+    pub asym: bool,
 }
 
 /// Where a reserved record goes.
@@ -251,7 +267,7 @@ impl Ring<'_> {
 
     /// Takes over the publisher's words (new channel, or a dead publisher's): validates them
     /// and drops a half-written record. `Err` says what is impossible.
-    pub(crate) fn attach_publisher(&self) -> Result<PubState, String> {
+    pub(crate) fn attach_publisher(&self, asym: bool) -> Result<PubState, String> {
         let p = &*self.ctl.publisher;
         let tail = p.tail.load(Acquire);
         let head = p.head.load(Relaxed);
@@ -267,6 +283,7 @@ impl Ring<'_> {
         // A publisher that died between reserve and commit left `tail_intent` ahead: its
         // record was never committed, nobody read it, and we write over it.
         p.tail_intent.store(tail, Relaxed);
+        p.asym.store(u32::from(asym), Relaxed);
         let notify = p.notify.load(Relaxed) & !1;
         p.notify.store(notify, Release);
         p.state.store(OPEN, Release);
@@ -276,6 +293,7 @@ impl Ring<'_> {
             published,
             notify,
             min_cursor: tail,
+            asym,
         })
     }
 
@@ -369,14 +387,22 @@ impl Ring<'_> {
         p.tail.store(st.tail, Release);
         st.notify = st.notify.wrapping_add(2);
         p.notify.store(st.notify, Release);
-        self.wake_subscribers();
+        self.wake_subscribers(st.asym);
     }
 
     #[inline]
-    fn wake_subscribers(&self) {
-        // SYNC: an RMW, paired with the subscribers' AcqRel fetch_add before they sleep
-        // (same handshake as `event`).
-        if self.ctl.sub_waiters.fetch_add(0, AcqRel) > 0 {
+    fn wake_subscribers(&self, asym: bool) {
+        let sleepers = if asym {
+            // SYNC: the subscriber's membarrier supplies the CPU fence (module docs); the
+            // compiler must not move this load above the stores.
+            std::sync::atomic::compiler_fence(SeqCst);
+            self.ctl.sub_waiters.load(Relaxed)
+        } else {
+            // SYNC: an RMW, paired with the subscribers' AcqRel fetch_add before they sleep
+            // (same handshake as `event`).
+            self.ctl.sub_waiters.fetch_add(0, AcqRel)
+        };
+        if sleepers > 0 {
             futex_wake(&self.ctl.publisher.notify, u32::MAX);
         }
     }
@@ -625,7 +651,7 @@ mod tests {
         fn messages_round_trip_across_wraps(sizes in proptest::collection::vec(0usize..=112, 1..200)) {
             let o = Owned::new(256, false);
             let ring = o.ring();
-            let mut p = ring.attach_publisher().unwrap();
+            let mut p = ring.attach_publisher(false).unwrap();
             let mut s = ring.join(false);
             for (i, &n) in sizes.iter().enumerate() {
                 let msg: Vec<u8> = (0..n).map(|j| (i * 7 + j) as u8).collect();
@@ -644,7 +670,7 @@ mod tests {
                                       every in 1usize..20) {
             let o = Owned::new(256, false);
             let ring = o.ring();
-            let mut p = ring.attach_publisher().unwrap();
+            let mut p = ring.attach_publisher(false).unwrap();
             let mut s = ring.join(false);
             let (mut received, mut lost, mut last) = (0u64, 0u64, None);
             let drain = |s: &mut SubState, received: &mut u64, lost: &mut u64, last: &mut Option<u8>| {
@@ -695,7 +721,7 @@ mod tests {
                     Ok(_) => {}
                 }
             }
-            let _ = ring.attach_publisher();
+            let _ = ring.attach_publisher(false);
         }
     }
 
@@ -703,7 +729,7 @@ mod tests {
     fn backpressure_refuses_to_overwrite_an_active_subscriber() {
         let o = Owned::new(256, true);
         let ring = o.ring();
-        let mut p = ring.attach_publisher().unwrap();
+        let mut p = ring.attach_publisher(false).unwrap();
         let mut s = ring.join(false);
         o.slots[0].cursor.store(s.cursor, Relaxed);
         o.slots[0].state.store(SLOT_ACTIVE, Relaxed);
@@ -728,7 +754,7 @@ mod tests {
     fn zero_and_max_length_messages_across_the_wrap() {
         let o = Owned::new(256, false);
         let ring = o.ring();
-        let mut p = ring.attach_publisher().unwrap();
+        let mut p = ring.attach_publisher(false).unwrap();
         let mut s = ring.join(false);
         let max = max_message_for(256) as usize;
         for round in 0..10u8 {
@@ -743,7 +769,7 @@ mod tests {
     fn lapped_subscriber_hears_exact_loss_then_oldest() {
         let o = Owned::new(256, false);
         let ring = o.ring();
-        let mut p = ring.attach_publisher().unwrap();
+        let mut p = ring.attach_publisher(false).unwrap();
         let mut s = ring.join(false);
         for i in 0..10u8 {
             send(&ring, &mut p, &[i; 40]); // 64-byte records: the ring holds 4
@@ -759,7 +785,7 @@ mod tests {
     fn replay_from_oldest() {
         let o = Owned::new(256, false);
         let ring = o.ring();
-        let mut p = ring.attach_publisher().unwrap();
+        let mut p = ring.attach_publisher(false).unwrap();
         for i in 0..6u8 {
             send(&ring, &mut p, &[i; 40]);
         }
@@ -781,12 +807,12 @@ mod tests {
     fn takeover_drops_a_half_written_record() {
         let o = Owned::new(256, false);
         let ring = o.ring();
-        let mut p = ring.attach_publisher().unwrap();
+        let mut p = ring.attach_publisher(false).unwrap();
         let mut s = ring.join(false);
         send(&ring, &mut p, b"one");
         let r = ring.reserve(&mut p, 3).unwrap(); // dies before commit
         ring.write_payload(&r, b"two");
-        let mut p2 = ring.attach_publisher().unwrap();
+        let mut p2 = ring.attach_publisher(false).unwrap();
         send(&ring, &mut p2, b"new");
         assert_eq!(
             read(&ring, &mut s).unwrap(),
@@ -820,7 +846,7 @@ mod loom_tests {
         b.check(|| {
             let o = owned(false);
             let mut sub = o.ring().join(false);
-            let mut pubst = o.ring().attach_publisher().unwrap();
+            let mut pubst = o.ring().attach_publisher(false).unwrap();
             let publisher = {
                 let o = o.clone();
                 thread::spawn(move || {
@@ -872,7 +898,7 @@ mod loom_tests {
             let mut sub = o.ring().join(false);
             o.slots[0].cursor.store(sub.cursor, Relaxed);
             o.slots[0].state.store(SLOT_ACTIVE, Relaxed);
-            let mut pubst = o.ring().attach_publisher().unwrap();
+            let mut pubst = o.ring().attach_publisher(false).unwrap();
             let publisher = {
                 let o = o.clone();
                 thread::spawn(move || {

@@ -8,6 +8,7 @@
 //! - futex(2): the futexes here are *shared* (no `FUTEX_PRIVATE_FLAG`), because the words
 //!   live in memory mapped by several processes.
 //! - fcntl(2), "Open file description locks (non-POSIX)": `F_OFD_SETLK`, `F_OFD_GETLK`.
+//! - membarrier(2): `MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED`, `..._GLOBAL_EXPEDITED`.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -179,6 +180,24 @@ pub(crate) fn futex_wake(word: &AtomicU32, n: u32) {
     let n = n.min(i32::MAX as u32);
     // Cannot fail for a valid reference.
     let _ = futex::wake(word, futex::Flags::empty(), n);
+}
+
+/// `membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED)`, once per process: lets other
+/// processes' `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` force a full memory barrier on
+/// our threads. `false` when the kernel (or a seccomp filter) refuses.
+pub(crate) fn membarrier_register() -> bool {
+    static REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *REGISTERED.get_or_init(|| {
+        use rustix::thread::{membarrier, MembarrierCommand};
+        membarrier(MembarrierCommand::RegisterGlobalExpedited).is_ok()
+    })
+}
+
+/// `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`: every running thread of every registered
+/// process executes a full memory barrier before this returns.
+pub(crate) fn membarrier_global() {
+    use rustix::thread::{membarrier, MembarrierCommand};
+    let _ = membarrier(MembarrierCommand::GlobalExpedited);
 }
 
 fn ofd_lock_struct(byte: u64, kind: libc::c_short) -> libc::flock {
