@@ -105,8 +105,58 @@ fn child_entry() {
                 link.reply(&req, &reply).unwrap();
             }
         }
+        // Echoes every message, sleeping (no spin) while it waits.
+        "blocking-echo" => {
+            let opts = Options::new().spin(Duration::ZERO);
+            let mut ping = Subscriber::open_with(&format!("{arg}.ping"), &opts).unwrap();
+            let mut pong = Publisher::create_with(
+                &format!("{arg}.pong"),
+                ChannelConfig::default(),
+                &opts.clone().persistent(true),
+            )
+            .unwrap();
+            println!("ready");
+            let mut buf = Vec::new();
+            loop {
+                match ping.recv_into(&mut buf) {
+                    Ok(()) => pong.send(&buf).unwrap(),
+                    Err(Error::Disconnected { .. }) => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }
         other => panic!("unknown role {other}"),
     }
+}
+
+/// Both sides sleep in the futex for every message (no spin): every wake-up must arrive.
+/// A lost one would stall a round until the 20 ms liveness nap, so 2 000 rounds would take
+/// 40 s; the bound below is a liveness check, not a speed claim.
+#[test]
+fn blocking_ping_pong_never_loses_a_wake_up() {
+    let ns = Ns::new("chan");
+    let opts = ns.opts().spin(Duration::ZERO);
+    let mut ping = Publisher::create_with("pp.ping", ChannelConfig::default(), &opts).unwrap();
+    let mut child = ns.child("blocking-echo", "pp");
+    wait_ready(&mut child);
+    let mut pong = Subscriber::open_with("pp.pong", &opts).unwrap();
+    let start = Instant::now();
+    let mut slow = 0;
+    for i in 0..2_000u32 {
+        let round = Instant::now();
+        ping.send(&i.to_le_bytes()).unwrap();
+        assert_eq!(pong.recv().unwrap(), i.to_le_bytes());
+        if round.elapsed() > Duration::from_millis(15) {
+            slow += 1;
+        }
+    }
+    println!(
+        "2000 blocking round trips in {:?}, {slow} slower than 15 ms",
+        start.elapsed()
+    );
+    assert!(start.elapsed() < Duration::from_secs(20));
+    drop(ping);
+    succeeded(child);
 }
 
 #[test]
