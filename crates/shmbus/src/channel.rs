@@ -722,7 +722,14 @@ impl Subscriber {
 
     /// One non-blocking attempt: `Ok(true)` with a message in `buf`, `Ok(false)` if none.
     fn poll(&mut self, buf: &mut Vec<u8>) -> Result<bool> {
-        self.poll_with(&mut |w, len| Ring::copy_payload(w, len, buf), true)
+        if self.st.verify {
+            self.poll_with(&mut |w, len| Ring::copy_payload(w, len, buf), true)
+        } else {
+            self.poll_with(
+                &mut |w, len| Ring::copy_payload_quiescent(w, len, buf),
+                true,
+            )
+        }
     }
 
     fn poll_with(
@@ -770,12 +777,17 @@ impl Subscriber {
         deadline: Deadline,
         stop: Option<&Stopper>,
     ) -> Result<()> {
-        self.wait_with(
-            deadline,
-            stop,
-            &mut |w, len| Ring::copy_payload(w, len, buf),
-            true,
-        )
+        if self.st.verify {
+            self.wait_with(
+                deadline,
+                stop,
+                &mut |w, len| Ring::copy_payload(w, len, buf),
+                true,
+            )
+        } else {
+            let sink = &mut |w: &[AtomicU64], len| Ring::copy_payload_quiescent(w, len, buf);
+            self.wait_with(deadline, stop, sink, true)
+        }
     }
 
     /// Waits for a message: poll, spin, then sleep on the publisher's `notify` futex, with

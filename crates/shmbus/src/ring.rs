@@ -581,6 +581,13 @@ impl Ring<'_> {
         out.resize(len, 0);
         load_bytes(&words[..len.div_ceil(8)], out);
     }
+
+    /// [`copy_payload`](Self::copy_payload) for a reader whose records nobody overwrites
+    /// (`SubState::verify == false`): a plain `memcpy`.
+    pub(crate) fn copy_payload_quiescent(words: &[AtomicU64], len: usize, out: &mut Vec<u8>) {
+        out.resize(len, 0);
+        crate::shared_bytes::load_bytes_quiescent(&words[..len.div_ceil(8)], out);
+    }
 }
 
 /// Heap-backed rings for the unit tests and the loom models (same code under both).

@@ -48,6 +48,26 @@ pub(crate) fn store_bytes(dst: &[AtomicU64], src: &[u8]) {
     }
 }
 
+/// Copies like [`load_bytes`], from words that nobody writes during the copy: a
+/// back-pressure record that the reader has not released yet (the publisher does not
+/// overwrite it; its writes happen-before ours through the Acquire load of `tail`). With no
+/// concurrent write there is no race, so this can be one vectorised `memcpy`.
+#[cfg(not(loom))]
+#[allow(unsafe_code)]
+pub(crate) fn load_bytes_quiescent(src: &[AtomicU64], dst: &mut [u8]) {
+    assert!(dst.len() <= src.len() * 8, "shared copy out of bounds");
+    // SAFETY: `src` covers at least `dst.len()` bytes (asserted), `AtomicU64` has the size
+    // and layout of `u64`, the regions cannot overlap (`dst` is a unique borrow), and by the
+    // caller's protocol no write to these bytes is concurrent with the read.
+    unsafe { std::ptr::copy_nonoverlapping(src.as_ptr().cast::<u8>(), dst.as_mut_ptr(), dst.len()) }
+}
+
+/// Under loom every shared access must go through the model's atomics.
+#[cfg(loom)]
+pub(crate) fn load_bytes_quiescent(src: &[AtomicU64], dst: &mut [u8]) {
+    load_bytes(src, dst)
+}
+
 /// Byte-wise atomic copy out of shared memory (`src.len() == dst.len()`).
 pub(crate) fn load_bytes_u8(src: &[AtomicU8], dst: &mut [u8]) {
     for (d, s) in dst.iter_mut().zip(src) {
