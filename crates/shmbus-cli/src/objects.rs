@@ -12,20 +12,30 @@ pub(crate) fn ls(namespace: Option<&str>, as_json: bool) -> anyhow::Result<Outco
     let objects = shmbus::list(namespace)?;
     let mut out = io::stdout().lock();
     if as_json {
-        let rows: Vec<Value> = objects.iter().map(summary_json).collect();
+        let rows: Vec<Value> = objects
+            .iter()
+            .map(|o| {
+                let mut v = summary_json(o);
+                if let Some(h) = &o.header {
+                    v["capacity"] = json!(h.capacity);
+                    v["state"] = state_json(h);
+                }
+                v
+            })
+            .collect();
         writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
         return Ok(Outcome::Done);
     }
     let users = Users::load();
     writeln!(
         out,
-        "{:<32} {:<11} {:>10} {:<10} {:<5} {:<5} CREATED",
-        "NAME", "KIND", "SIZE", "OWNER", "MODE", "ALIVE"
+        "{:<32} {:<11} {:>10} {:<10} {:<5} {:<5} {:<20} STATE",
+        "NAME", "KIND", "SIZE", "OWNER", "MODE", "ALIVE", "CREATED"
     )?;
     for o in &objects {
         writeln!(
             out,
-            "{:<32} {:<11} {:>10} {:<10} {:04o}  {:<5} {}",
+            "{:<32} {:<11} {:>10} {:<10} {:04o}  {:<5} {:<20} {}",
             o.name.as_str(),
             kind_str(o),
             o.size,
@@ -35,9 +45,50 @@ pub(crate) fn ls(namespace: Option<&str>, as_json: bool) -> anyhow::Result<Outco
             o.header
                 .as_ref()
                 .map_or_else(|| "-".to_owned(), |h| time_str(h.created)),
+            o.header
+                .as_ref()
+                .map_or_else(|| o.problem.clone().unwrap_or_default(), state_summary),
         )?;
     }
     Ok(Outcome::Done)
+}
+
+/// One line of live state for `ls`.
+fn state_summary(h: &HeaderInfo) -> String {
+    match &h.state {
+        LiveState::Event {
+            mode, set, waiters, ..
+        } => {
+            format!(
+                "{mode}, {}, {waiters} waiting",
+                if *set { "set" } else { "unset" }
+            )
+        }
+        LiveState::Blackboard { version, len, .. } => match version {
+            Some(v) => format!("version {v}, {len} bytes, capacity {}", h.capacity),
+            None => format!("write in progress, capacity {}", h.capacity),
+        },
+        LiveState::Channel {
+            mode,
+            published,
+            subscribers,
+            publisher_alive,
+            closed,
+            ..
+        } => format!(
+            "{}, capacity {}, {subscribers} subscribers, {published} published{}",
+            mode.as_str(),
+            h.capacity,
+            if *closed {
+                ", closed"
+            } else if *publisher_alive {
+                ""
+            } else {
+                ", no publisher"
+            }
+        ),
+        _ => format!("{} bytes", h.capacity),
+    }
 }
 
 pub(crate) fn info(name: &str, namespace: Option<&str>, as_json: bool) -> anyhow::Result<Outcome> {

@@ -697,6 +697,16 @@ fn ls_and_info_show_channels() {
     assert_eq!(info["alive"], true);
     let text = ok(&ns.run(&["info", "ch"]));
     assert!(text.contains("published:      2 messages"), "{text}");
+    let table = ok(&ns.run(&["ls"]));
+    let row = table.lines().find(|l| l.starts_with("ch ")).unwrap();
+    assert!(
+        row.contains("backpressure, capacity 4096") && row.contains("2 published"),
+        "{row}"
+    );
+    let rows: serde_json::Value = serde_json::from_str(&ok(&ns.run(&["ls", "--json"]))).unwrap();
+    assert_eq!(rows[0]["state"]["mode"], "backpressure");
+    assert_eq!(rows[0]["state"]["published"], 2);
+    assert_eq!(rows[0]["capacity"], 4096);
     drop(publisher.stdin.take());
     assert!(publisher.wait().unwrap().success());
 }
