@@ -510,6 +510,7 @@ impl Loan<'_> {
 
 impl std::ops::Deref for Loan<'_> {
     type Target = [u8];
+    #[allow(unsafe_code)]
     fn deref(&self) -> &[u8] {
         let start = self
             .r
@@ -523,6 +524,7 @@ impl std::ops::Deref for Loan<'_> {
 }
 
 impl std::ops::DerefMut for Loan<'_> {
+    #[allow(unsafe_code)]
     fn deref_mut(&mut self) -> &mut [u8] {
         let start = self
             .r

@@ -87,6 +87,7 @@ pub(crate) struct EventState {
 
 // SAFETY: repr(C), two atomics and alignment padding: valid for any bits, mutated only
 // through the atomics.
+#[allow(unsafe_code)]
 unsafe impl SharedSafe for EventState {}
 
 #[cfg(not(loom))]

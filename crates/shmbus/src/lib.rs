@@ -28,7 +28,7 @@
 //! assert_eq!(reader.wait_newer(version, Some(Duration::from_millis(10)))?, None);
 //! # Ok::<(), shmbus::Error>(())
 //! ```
-#![deny(unsafe_op_in_unsafe_fn, missing_docs)]
+#![deny(unsafe_code, unsafe_op_in_unsafe_fn, missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 mod blackboard;

@@ -129,8 +129,10 @@ pub(crate) struct SubSlot {
 }
 
 // SAFETY: repr(C), atomics and alignment padding only.
+#[allow(unsafe_code)]
 unsafe impl SharedSafe for RingControl {}
 // SAFETY: as above.
+#[allow(unsafe_code)]
 unsafe impl SharedSafe for SubSlot {}
 
 #[cfg(not(loom))]

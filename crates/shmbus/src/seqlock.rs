@@ -58,6 +58,7 @@ pub(crate) struct BoardControl {
 }
 
 // SAFETY: repr(C), atomics and alignment padding only.
+#[allow(unsafe_code)]
 unsafe impl SharedSafe for BoardControl {}
 
 #[cfg(not(loom))]
