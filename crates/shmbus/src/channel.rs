@@ -698,12 +698,24 @@ impl Subscriber {
 
     /// Receives the next message without copying it (back-pressure channels only): the
     /// publisher does not overwrite it until the returned [`Sample`] is dropped.
+    ///
+    /// A subscriber that joined with [`open_from_oldest`](Self::open_from_oldest) gets
+    /// [`Error::WrongMode`] until it has read the messages published before it joined: the
+    /// publisher did not keep those for it, so they are only ever copied.
     pub fn recv_ref(&mut self) -> Result<Sample<'_>> {
         if self.ch.config.mode != Mode::Backpressure {
             return Err(Error::WrongMode {
                 name: self.ch.name(),
                 mode: "lossy",
                 what: "zero-copy receive needs a back-pressure channel",
+            });
+        }
+        if self.st.verify {
+            return Err(Error::WrongMode {
+                name: self.ch.name(),
+                mode: "back-pressure",
+                what: "a replaying subscriber must read the replayed messages with a copy \
+                       (recv) before it can borrow (recv_ref)",
             });
         }
         let mut range = (0, 0);

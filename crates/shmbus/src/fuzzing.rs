@@ -72,6 +72,7 @@ pub fn ring(bytes: &[u8]) {
         expected: (mode & 2 == 0).then_some(word(bytes, 3)),
         known_tail: cursor,
         verify: mode & 4 == 0,
+        verify_until: word(bytes, 7),
     };
     let mut out = Vec::new();
     for _ in 0..64 {

@@ -212,6 +212,10 @@ pub(crate) struct SubState {
     /// subscriber that joined at the tail is never overwritten and skips the check, so it
     /// does not touch the publisher's cache line for every message.
     pub verify: bool,
+    /// A back-pressure subscriber that replays from the oldest record stops verifying once
+    /// its cursor reaches this position (the tail when it joined): the publisher keeps
+    /// everything from there on for it. `u64::MAX` in lossy mode (always verify).
+    pub verify_until: u64,
 }
 
 /// What `try_read` found.
@@ -449,6 +453,7 @@ impl Ring<'_> {
                     expected: None,
                     known_tail: tail,
                     verify: true,
+                    verify_until: if self.backpressure { tail } else { u64::MAX },
                 };
             }
         }
@@ -457,6 +462,7 @@ impl Ring<'_> {
             expected: Some(published),
             known_tail: tail,
             verify: !self.backpressure,
+            verify_until: if self.backpressure { tail } else { u64::MAX },
         }
     }
 
@@ -530,6 +536,7 @@ impl Ring<'_> {
             };
             if kind == KIND_PAD {
                 st.cursor = cur + size;
+                st.verify &= st.cursor < st.verify_until;
                 continue;
             }
             match st.expected {
@@ -545,6 +552,7 @@ impl Ring<'_> {
             }
             st.expected = Some(seq.wrapping_add(1));
             st.cursor = cur + size;
+            st.verify &= st.cursor < st.verify_until;
             return Ok(Next::Message);
         }
     }
@@ -723,6 +731,7 @@ mod tests {
                 expected: Some(0),
                 known_tail: cursor,
                 verify: true,
+                verify_until: u64::MAX,
             };
             for _ in 0..50 {
                 match read(&ring, &mut s) {

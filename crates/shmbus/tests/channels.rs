@@ -387,6 +387,14 @@ fn zero_copy_loans_and_samples() {
         assert_eq!(&*sample, b"hello");
     }
     assert!(matches!(sub.try_recv(), Err(Error::Empty)));
+
+    // A replaying subscriber copies what it replays, then may borrow.
+    let mut replay = Subscriber::open_from_oldest("zc", &ns.opts()).unwrap();
+    assert!(matches!(replay.recv_ref(), Err(Error::WrongMode { .. })));
+    assert_eq!(replay.recv().unwrap(), b"hello");
+    publisher.send(b"live").unwrap();
+    assert_eq!(&*replay.recv_ref().unwrap(), b"live");
+    assert_eq!(&*sub.recv_ref().unwrap(), b"live");
 }
 
 #[test]
