@@ -1,12 +1,14 @@
 //! `shmbus pub` and `shmbus sub`.
 
 use std::io::{self, BufRead, Write};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use shmbus::{ChannelConfig, Error, Mode, Options, Publisher, Subscriber};
 
 use crate::cli::{PubArgs, SubArgs};
+use crate::signals::Stop;
 use crate::Outcome;
 
 /// How long `pub` waits for subscribers and `sub` for the channel, by default.
@@ -15,20 +17,49 @@ const DEFAULT_WAIT: Duration = Duration::from_secs(10);
 /// attaching).
 const POLL: Duration = Duration::from_millis(5);
 
+/// What the publishing loop waits for: a line of standard input, its end, or a signal.
+enum Input {
+    Line(Vec<u8>),
+    End,
+    Failed(io::Error),
+    Signal,
+}
+
+/// How long a blocked back-pressure send waits before it looks for a signal again.
+const SIGNAL_CHECK: Duration = Duration::from_millis(50);
+
 pub(crate) fn publish(a: PubArgs, opts: Options) -> anyhow::Result<Outcome> {
-    let config = ChannelConfig {
-        capacity: a.capacity,
-        max_message: a.max_message,
-        mode: if a.backpressure {
-            Mode::Backpressure
-        } else {
-            Mode::Lossy
-        },
-        ..ChannelConfig::default()
+    let mut config = ChannelConfig::with_capacity(a.capacity);
+    if let Some(max) = a.max_message {
+        config.max_message = max;
+    }
+    config.max_subscribers = a.max_subscribers;
+    config.mode = if a.backpressure {
+        Mode::Backpressure
+    } else {
+        Mode::Lossy
     };
+    let (tx, rx) = mpsc::sync_channel::<Input>(1024);
+    let on_signal = tx.clone();
+    let stop = Stop::install(move |_| {
+        let _ = on_signal.try_send(Input::Signal);
+    })?;
     let mut publisher = Publisher::create_or_open_with(&a.name, config, &opts.mode(a.mode))?;
+    let slots = publisher.config().max_subscribers;
+    if a.wait_subscribers > slots {
+        anyhow::bail!(
+            "--wait-subscribers {} can never be met: `{}` has {slots} subscriber slots \
+             (pass --max-subscribers {} when creating it)",
+            a.wait_subscribers,
+            a.name,
+            a.wait_subscribers
+        );
+    }
     let deadline = Instant::now() + a.timeout.unwrap_or(DEFAULT_WAIT);
     while publisher.subscriber_count() < a.wait_subscribers {
+        if let Some(sig) = stop.signal() {
+            return Ok(Outcome::Signalled(sig));
+        }
         if Instant::now() >= deadline {
             eprintln!(
                 "error: only {} of {} subscribers attached to `{}` in time",
@@ -40,35 +71,78 @@ pub(crate) fn publish(a: PubArgs, opts: Options) -> anyhow::Result<Outcome> {
         }
         std::thread::sleep(POLL);
     }
-    let mut stdin = io::stdin().lock();
-    let mut line = Vec::new();
+    // Standard input is read on its own thread, so that a signal reaches us while we wait.
+    std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || read_lines(&tx))
+        .context("starting the input thread")?;
     loop {
-        line.clear();
-        if stdin
-            .read_until(b'\n', &mut line)
-            .context("reading messages from standard input")?
-            == 0
-        {
-            break;
-        }
-        if line.last() == Some(&b'\n') {
-            line.pop();
-        }
-        let sent = match a.timeout {
-            Some(t) => publisher.send_timeout(&line, t),
-            None => publisher.send(&line),
+        let line = match rx.recv() {
+            Ok(Input::Line(line)) => line,
+            Ok(Input::End) | Err(_) => break,
+            Ok(Input::Failed(e)) => {
+                return Err(e).context("reading messages from standard input");
+            }
+            Ok(Input::Signal) => break,
         };
-        match sent {
+        if let Some(sig) = stop.signal() {
+            return Ok(Outcome::Signalled(sig));
+        }
+        match send(&mut publisher, &line, a.timeout, &stop) {
             Ok(()) => {}
             Err(Error::Timeout) => {
+                if let Some(sig) = stop.signal() {
+                    return Ok(Outcome::Signalled(sig));
+                }
                 eprintln!("error: `{}` stayed full for the whole timeout", a.name);
                 return Ok(Outcome::TimedOut);
             }
             Err(e) => return Err(e.into()),
         }
     }
-    // Dropping the publisher closes the stream: subscribers drain, then end.
-    Ok(Outcome::Done)
+    // Dropping the publisher closes the stream (subscribers drain, then end with 0) and
+    // removes the channel if we created it.
+    Ok(stop.signal().map_or(Outcome::Done, Outcome::Signalled))
+}
+
+/// Sends one message, waiting for room at most `timeout` (forever without one) and giving
+/// up early ([`Error::Timeout`]) when a signal asks us to stop.
+fn send(
+    publisher: &mut Publisher,
+    msg: &[u8],
+    timeout: Option<Duration>,
+    stop: &Stop,
+) -> shmbus::Result<()> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        match publisher.send_timeout(msg, left.map_or(SIGNAL_CHECK, |l| l.min(SIGNAL_CHECK))) {
+            Err(Error::Timeout) if stop.signal().is_none() && left != Some(Duration::ZERO) => {}
+            other => return other,
+        }
+    }
+}
+
+/// Sends each line of standard input (without its newline), then `End`.
+fn read_lines(tx: &mpsc::SyncSender<Input>) {
+    let mut stdin = io::stdin().lock();
+    loop {
+        let mut line = Vec::new();
+        let input = match stdin.read_until(b'\n', &mut line) {
+            Ok(0) => Input::End,
+            Ok(_) => {
+                if line.last() == Some(&b'\n') {
+                    line.pop();
+                }
+                Input::Line(line)
+            }
+            Err(e) => Input::Failed(e),
+        };
+        let last = !matches!(input, Input::Line(_));
+        if tx.send(input).is_err() || last {
+            return;
+        }
+    }
 }
 
 pub(crate) fn subscribe(a: SubArgs, opts: Options) -> anyhow::Result<Outcome> {

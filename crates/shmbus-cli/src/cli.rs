@@ -7,13 +7,20 @@ use clap::{Parser, Subcommand};
 /// Inter-process communication through shared memory: inspect and drive shmbus objects.
 ///
 /// Objects live in /dev/shm as `shmbus.<name>` (or `shmbus@<namespace>.<name>`).
-/// Exit codes: 0 success, 1 error, 2 usage error, 3 timeout, 4 publisher died.
+/// Exit codes: 0 success, 1 error, 2 usage error, 3 timeout, 4 publisher died,
+/// 130/143 stopped by SIGINT/SIGTERM (after cleaning up).
 #[derive(Debug, Parser)]
 #[command(name = "shmbus", version, propagate_version = true)]
 pub(crate) struct Cli {
     /// Namespace to work in (keeps applications, tests and containers apart).
     #[arg(long, global = true, env = "SHMBUS_NAMESPACE", value_name = "NS")]
     pub namespace: Option<String>,
+
+    /// Also accept objects owned by user UID (repeatable). By default every command refuses
+    /// an existing object that another user owns: someone may have created it first to read
+    /// or forge what you exchange.
+    #[arg(long, global = true, value_name = "UID")]
+    pub allow_owner: Vec<u32>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -91,9 +98,13 @@ pub(crate) struct PubArgs {
     /// Ring size in bytes (a power of two).
     #[arg(long, default_value_t = 256 * 1024, value_name = "BYTES")]
     pub capacity: usize,
-    /// Largest message in bytes (at most half the capacity, less 16).
-    #[arg(long, default_value_t = 16 * 1024, value_name = "BYTES")]
-    pub max_message: usize,
+    /// Largest message in bytes, at least 1 and at most half the capacity less 16 (default:
+    /// 16384, or the most the capacity allows when that is less).
+    #[arg(long, value_name = "BYTES")]
+    pub max_message: Option<usize>,
+    /// How many subscribers may attach at once (1 to 1024).
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub max_subscribers: usize,
     /// Never overwrite what a subscriber has not read (wait instead of losing messages).
     #[arg(long)]
     pub backpressure: bool,

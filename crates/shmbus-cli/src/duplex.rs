@@ -6,19 +6,31 @@ use std::time::{Duration, Instant};
 use shmbus::{Duplex, Error, Options};
 
 use crate::cli::DuplexCmd;
+use crate::signals::Stop;
 use crate::Outcome;
+
+/// How long the server waits for a request before it looks for a signal again.
+const SIGNAL_CHECK: Duration = Duration::from_millis(50);
 
 pub(crate) fn run(cmd: DuplexCmd, opts: Options) -> anyhow::Result<Outcome> {
     match cmd {
         DuplexCmd::Serve { name } => {
+            let stop = Stop::install(|_| {})?;
             let mut link = Duplex::listen_with(&name, &opts)?;
             eprintln!("echo server listening on `{name}`");
-            loop {
-                let msg = link.recv()?;
+            // Until a signal: then dropping the link closes our stream and removes both
+            // halves of the link.
+            while stop.signal().is_none() {
+                let msg = match link.recv_timeout(SIGNAL_CHECK) {
+                    Ok(msg) => msg,
+                    Err(Error::Timeout) => continue,
+                    Err(e) => return Err(e.into()),
+                };
                 if msg.request.is_some() {
                     link.reply(&msg, &msg.data)?;
                 }
             }
+            Ok(stop.signal().map_or(Outcome::Done, Outcome::Signalled))
         }
         DuplexCmd::Request {
             name,

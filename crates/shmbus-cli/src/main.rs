@@ -1,7 +1,9 @@
 //! `shmbus`: create, inspect and drive shmbus shared-memory objects from the shell.
 //!
 //! Exit codes: 0 success, 1 error (one `error:` line on stderr), 2 usage error,
-//! 3 timeout, 4 the publisher died (`sub`). A closed stdout (`shmbus board watch x | head -1`) ends quietly with 0.
+//! 3 timeout, 4 the publisher died (`sub`), 128 + N stopped by signal N (130 for SIGINT,
+//! 143 for SIGTERM) after cleaning up (`pub`, `duplex serve`). A closed stdout
+//! (`shmbus board watch x | head -1`) ends quietly with 0.
 
 mod bench;
 mod board;
@@ -11,6 +13,7 @@ mod demo;
 mod duplex;
 mod event;
 mod objects;
+mod signals;
 
 use std::io;
 use std::process::ExitCode;
@@ -28,6 +31,8 @@ pub(crate) enum Outcome {
     Failed,
     /// The publisher died (exit code 4).
     PublisherGone,
+    /// Stopped by this signal after cleaning up (exit code 128 + signal).
+    Signalled(i32),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +50,7 @@ fn main() -> ExitCode {
         Ok(Outcome::TimedOut) => ExitCode::from(3),
         Ok(Outcome::Failed) => ExitCode::from(1),
         Ok(Outcome::PublisherGone) => ExitCode::from(4),
+        Ok(Outcome::Signalled(sig)) => ExitCode::from(128u8.saturating_add(sig as u8)),
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
@@ -56,7 +62,10 @@ fn main() -> ExitCode {
 fn run(args: cli::Cli) -> anyhow::Result<Outcome> {
     // An empty SHMBUS_NAMESPACE means the default namespace, as in the library.
     let namespace = args.namespace.filter(|ns| !ns.is_empty());
-    let opts = shmbus::Options::new().namespace(namespace.as_deref());
+    let opts = args.allow_owner.iter().fold(
+        shmbus::Options::new().namespace(namespace.as_deref()),
+        |o, &uid| o.allow_owner(uid),
+    );
     match args.command {
         cli::Command::Board(cmd) => board::run(cmd, opts),
         cli::Command::Event(cmd) => event::run(cmd, opts),

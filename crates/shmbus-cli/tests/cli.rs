@@ -1,105 +1,13 @@
 //! The `shmbus` command as scripts use it: real processes, exact bytes, exit codes.
 
 use std::io::Write;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// A namespace of one test's own; every object in it is removed when it drops.
-struct Ns(String);
+mod common;
 
-impl Ns {
-    fn new() -> Ns {
-        static N: AtomicU32 = AtomicU32::new(0);
-        Ns(format!(
-            "cli-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ))
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_shmbus"));
-        c.args(args)
-            .env("SHMBUS_NAMESPACE", &self.0)
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().expect("run shmbus")
-    }
-
-    fn run_stdin(&self, args: &[&str], input: &[u8]) -> Output {
-        let mut child = self
-            .cmd(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(input).unwrap();
-        child.wait_with_output().unwrap()
-    }
-
-    fn spawn(&self, args: &[&str]) -> Child {
-        self.cmd(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    }
-
-    /// The file of object `name` in /dev/shm.
-    fn path(&self, name: &str) -> String {
-        format!("/dev/shm/shmbus@{}.{name}", self.0)
-    }
-}
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let prefix = format!("shmbus@{}.", self.0);
-        for e in std::fs::read_dir("/dev/shm").unwrap().flatten() {
-            if e.file_name().to_string_lossy().starts_with(&prefix) {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
-    }
-}
-
-#[track_caller]
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed with {:?}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
-
-/// Exit code 1 with one `error:` line that contains `needle`, and no panic.
-#[track_caller]
-fn fails_with(out: &Output, needle: &str) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
-    assert!(err.starts_with("error: "), "stderr: {err}");
-    assert_eq!(err.lines().count(), 1, "one line expected: {err}");
-    assert!(err.contains(needle), "{needle:?} not in: {err}");
-    assert!(!err.contains("panicked"), "{err}");
-}
-
-fn wait_for(mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "condition not met in 10 s"
-        );
-        sleep(Duration::from_millis(5));
-    }
-}
+use common::{fails_with, ok, wait_for, Ns};
 
 #[test]
 fn board_write_then_read_is_exact() {
@@ -428,9 +336,22 @@ fn permissions_are_enforced_across_users() {
         &as_nobody(&["board", "read", "secret"]),
         "uid 0 with mode 0600",
     );
-    // A wider mode lets them in.
+    // A wider mode lets them in, once they say they trust the owner.
     ok(&ns.run(&["board", "write", "shared", "--mode", "0666", "hi"]));
-    assert_eq!(ok(&as_nobody(&["board", "read", "shared"])), "hi");
+    fails_with(
+        &as_nobody(&["board", "read", "shared"]),
+        "belongs to uid 0, not to uid 65534",
+    );
+    assert_eq!(
+        ok(&as_nobody(&[
+            "board",
+            "read",
+            "shared",
+            "--allow-owner",
+            "0"
+        ])),
+        "hi"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -100,6 +100,25 @@ impl Default for ChannelConfig {
 }
 
 impl ChannelConfig {
+    /// The default configuration with a ring of `capacity` bytes, and a largest message
+    /// that fits it: the default 16 KiB, or less when the ring is too small for that.
+    ///
+    /// ```
+    /// use shmbus::ChannelConfig;
+    /// assert_eq!(ChannelConfig::with_capacity(4096).max_message, 2032);
+    /// assert_eq!(ChannelConfig::with_capacity(1 << 20).max_message, 16 * 1024);
+    /// ```
+    pub fn with_capacity(capacity: usize) -> ChannelConfig {
+        let fits = ring::max_message_for(capacity as u64);
+        ChannelConfig {
+            capacity,
+            max_message: ChannelConfig::default()
+                .max_message
+                .min(usize::try_from(fits).unwrap_or(usize::MAX)),
+            ..ChannelConfig::default()
+        }
+    }
+
     fn spec(&self) -> Result<Spec> {
         let spec = Spec {
             capacity: self.capacity as u64,
@@ -121,6 +140,9 @@ fn check_spec(spec: &Spec) -> std::result::Result<(), String> {
         return Err(format!(
             "capacity {cap} is not a power of two between 64 and 2^40"
         ));
+    }
+    if spec.max_message == 0 {
+        return Err("max_message is 0: a channel must carry messages of at least 1 byte".into());
     }
     if u64::from(spec.max_message) > ring::max_message_for(cap) {
         return Err(format!(

@@ -81,18 +81,78 @@ pub enum Error {
         mode: u32,
     },
 
-    /// The object belongs to another user than [`crate::Options::require_owner`] asked for.
+    /// The object belongs to a user this process does not trust: by default only objects
+    /// of our own effective uid are opened (see [`crate::Options::allow_owner`]).
     #[error(
         "{name} belongs to uid {owner}, not to uid {expected}: someone else may have created \
-         it first; check with `shmbus ls` and remove it if it is not yours"
+         it first (check with `shmbus ls`); if you trust uid {owner}, allow it with \
+         `Options::allow_owner({owner})` or `--allow-owner {owner}`"
     )]
     UntrustedOwner {
         /// The object.
         name: String,
         /// Its owner.
         owner: u32,
-        /// The owner asked for.
+        /// The uid we accept (our own, or the one [`crate::Options::require_owner`] names).
         expected: u32,
+    },
+
+    /// Something other than a regular file sits under the object's name: a symbolic link,
+    /// FIFO or socket someone planted. It is never followed or opened for use.
+    #[error(
+        "{name} is {found}, not a shmbus object: shmbus never follows or uses one (someone \
+         may be trying to redirect you); remove it with `shmbus rm` if it is yours, or pick \
+         another name"
+    )]
+    NotRegularFile {
+        /// The object.
+        name: String,
+        /// What it is ("a symbolic link", "a FIFO", ...).
+        found: &'static str,
+    },
+
+    /// The shared-memory filesystem has no room for the object.
+    #[error(
+        "no room in /dev/shm for {name} ({size} bytes): free space (`shmbus gc`, `df -h \
+         /dev/shm`), create it smaller, or enlarge /dev/shm (`mount -o remount,size=...`)"
+    )]
+    NoSpace {
+        /// The object.
+        name: String,
+        /// The size it needs, in bytes.
+        size: u64,
+    },
+
+    /// The object's memory is not all allocated (a sparse file): using it could allocate
+    /// pages when /dev/shm is full, which kills the process with `SIGBUS`. shmbus allocates
+    /// every page at creation, so such an object was made by something else or damaged.
+    #[error(
+        "{name} is sparse ({allocated} of {size} bytes allocated): it was not made by this \
+         shmbus (or was truncated), and using it could crash with SIGBUS; remove it with \
+         `shmbus rm` and recreate it"
+    )]
+    Sparse {
+        /// The object.
+        name: String,
+        /// Its size.
+        size: u64,
+        /// Bytes allocated to it.
+        allocated: u64,
+    },
+
+    /// The handle was created or opened by another process (this one is a `fork()` child
+    /// of it): it is inert here, so that two processes never drive one participant.
+    #[error(
+        "{what} belongs to process {owner}, and this is process {pid} (a fork() child): open \
+         your own handle in the child (after the fork), or start children with spawn"
+    )]
+    ForeignProcess {
+        /// What the handle is ("the publisher of `imu`", ...).
+        what: String,
+        /// The process that owns the handle.
+        owner: u32,
+        /// This process.
+        pid: u32,
     },
 
     /// The object is another kind of shmbus object.
@@ -226,8 +286,8 @@ pub enum Error {
         message: String,
     },
 
-    /// A channel configuration that cannot work.
-    #[error("invalid channel configuration: {reason}")]
+    /// A configuration that cannot work (channel shape, object size).
+    #[error("invalid configuration: {reason}")]
     InvalidConfig {
         /// What is wrong.
         reason: String,

@@ -30,19 +30,7 @@ pub fn header(bytes: &[u8]) {
     for (r, b) in raw.iter_mut().zip(bytes) {
         *r = *b;
     }
-    let fields = HeaderFields {
-        magic: u64::from_le_bytes(raw[0..8].try_into().unwrap()),
-        layout_version: u32::from_le_bytes(raw[8..12].try_into().unwrap()),
-        kind: u32::from_le_bytes(raw[12..16].try_into().unwrap()),
-        total_size: u64::from_le_bytes(raw[16..24].try_into().unwrap()),
-        creator_pid: u32::from_le_bytes(raw[24..28].try_into().unwrap()),
-        flags: u32::from_le_bytes(raw[28..32].try_into().unwrap()),
-        creator_start: u64::from_le_bytes(raw[32..40].try_into().unwrap()),
-        created_unix_ns: u64::from_le_bytes(raw[40..48].try_into().unwrap()),
-        capacity: u64::from_le_bytes(raw[48..56].try_into().unwrap()),
-        max_message: u32::from_le_bytes(raw[56..60].try_into().unwrap()),
-        max_slots: u32::from_le_bytes(raw[60..64].try_into().unwrap()),
-    };
+    let fields = HeaderFields::from_bytes(&raw);
     let _ = fields.validate("fuzz", word(bytes, 8), crate::segment::layout_size);
 }
 

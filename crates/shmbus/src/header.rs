@@ -130,6 +130,26 @@ const _: () = {
 pub(crate) const PERSISTENT: u32 = 1 << 31;
 
 impl HeaderFields {
+    /// Decodes the 64 bytes of fields at the start of an object (little endian, as in the
+    /// layout table above): the one parser of header bytes read with `pread`.
+    pub(crate) fn from_bytes(raw: &[u8; 64]) -> HeaderFields {
+        let u64_at = |i: usize| u64::from_le_bytes(raw[i..i + 8].try_into().expect("8 bytes"));
+        let u32_at = |i: usize| u32::from_le_bytes(raw[i..i + 4].try_into().expect("4 bytes"));
+        HeaderFields {
+            magic: u64_at(0),
+            layout_version: u32_at(8),
+            kind: u32_at(12),
+            total_size: u64_at(16),
+            creator_pid: u32_at(24),
+            flags: u32_at(28),
+            creator_start: u64_at(32),
+            created_unix_ns: u64_at(40),
+            capacity: u64_at(48),
+            max_message: u32_at(56),
+            max_slots: u32_at(60),
+        }
+    }
+
     /// The kind-specific part of `flags` (event mode, channel mode).
     pub(crate) fn kind_flags(&self) -> u32 {
         self.flags & 0xffff

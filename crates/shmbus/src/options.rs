@@ -22,7 +22,33 @@ pub struct Options {
     pub(crate) persistent: bool,
     pub(crate) open_timeout: Duration,
     pub(crate) spin: Duration,
-    pub(crate) owner: Option<u32>,
+    pub(crate) owners: Owners,
+}
+
+/// Whose objects an open accepts (see [`Options::allow_owner`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Owners {
+    /// Our effective uid, and these.
+    #[default]
+    Me,
+    /// Our effective uid, and these.
+    MeAnd(Vec<u32>),
+    /// Exactly this uid ([`Options::require_owner`]).
+    Only(u32),
+    /// Anyone (read-only inspection: `ls`, `info`).
+    Any,
+}
+
+impl Owners {
+    /// Whether an object owned by `owner` may be opened by a process with effective uid `me`.
+    pub(crate) fn accepts(&self, owner: u32, me: u32) -> bool {
+        match self {
+            Owners::Me => owner == me,
+            Owners::MeAnd(uids) => owner == me || uids.contains(&owner),
+            Owners::Only(uid) => owner == *uid,
+            Owners::Any => true,
+        }
+    }
 }
 
 impl Default for Options {
@@ -33,7 +59,7 @@ impl Default for Options {
             persistent: false,
             open_timeout: Duration::from_secs(1),
             spin: Duration::from_micros(20),
-            owner: None,
+            owners: Owners::Me,
         }
     }
 }
@@ -78,11 +104,48 @@ impl Options {
         self
     }
 
-    /// Only open objects owned by `uid` ([`crate::Error::UntrustedOwner`] otherwise).
+    /// Also open (and create-or-open) objects owned by `uid`, besides our own. May be given
+    /// several times.
     ///
-    /// Anyone allowed to write `/dev/shm` can create an object under a name you meant to
-    /// create yourself and wait for you to open it; a process that handles sensitive data
-    /// should insist on its own uid (or the uid of the creator it trusts).
+    /// By default every open refuses an object that another user owns
+    /// ([`crate::Error::UntrustedOwner`]): anyone allowed to write `/dev/shm` can create an
+    /// object under a name you meant to create yourself, wait for you to open it and read
+    /// (or forge) what you exchange through it. Allow the uid of a creator you trust, e.g. a
+    /// service account whose channel you subscribe to.
+    ///
+    /// ```
+    /// # shmbus::doctest_namespace();
+    /// use shmbus::{Blackboard, Options};
+    /// let mine = Blackboard::create("doc.options.allow", 8)?;
+    /// // Our own objects are always accepted; uid 4242 is accepted too from now on.
+    /// let opts = Options::new().allow_owner(4242);
+    /// Blackboard::open_with("doc.options.allow", &opts)?;
+    /// # drop(mine);
+    /// # Ok::<(), shmbus::Error>(())
+    /// ```
+    pub fn allow_owner(mut self, uid: u32) -> Self {
+        self.owners = match self.owners {
+            Owners::Me => Owners::MeAnd(vec![uid]),
+            Owners::MeAnd(mut uids) => {
+                uids.push(uid);
+                Owners::MeAnd(uids)
+            }
+            Owners::Only(only) => Owners::MeAnd(vec![only, uid]),
+            Owners::Any => Owners::Any,
+        };
+        self
+    }
+
+    /// Open objects whoever owns them: the check [`allow_owner`](Self::allow_owner)
+    /// describes is off. For tools that only look (the CLI's `ls` and `info` use it) or
+    /// for objects in a directory only trusted users can write.
+    pub fn allow_any_owner(mut self) -> Self {
+        self.owners = Owners::Any;
+        self
+    }
+
+    /// Only open objects owned by `uid` ([`crate::Error::UntrustedOwner`] otherwise), not
+    /// even our own: for a process that must talk to exactly one trusted creator.
     ///
     /// ```
     /// # shmbus::doctest_namespace();
@@ -95,7 +158,7 @@ impl Options {
     /// # Ok::<(), shmbus::Error>(())
     /// ```
     pub fn require_owner(mut self, uid: u32) -> Self {
-        self.owner = Some(uid);
+        self.owners = Owners::Only(uid);
         self
     }
 

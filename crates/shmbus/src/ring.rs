@@ -153,7 +153,7 @@ pub(crate) fn record_size(len: u64) -> u64 {
 /// The largest payload a ring of `capacity` bytes accepts: a record plus the padding before
 /// it must fit in half the ring.
 pub(crate) fn max_message_for(capacity: u64) -> u64 {
-    capacity / 2 - RECORD_HEADER
+    (capacity / 2).saturating_sub(RECORD_HEADER)
 }
 
 /// A view of a ring.

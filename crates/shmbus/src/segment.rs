@@ -14,9 +14,9 @@ use crate::header::{
     Header, HeaderFields, Kind, RawHeader, HEADER_SIZE, LAYOUT_VERSION, MAGIC, PERSISTENT, READY,
 };
 use crate::name::Name;
-use crate::options::Options;
+use crate::options::{Options, Owners};
 use crate::sync::{AtomicU8, Ordering};
-use crate::sys::{self, FileStat, Mapping};
+use crate::sys::{self, FileStat, FileType, Mapping};
 
 /// Largest data size any object may declare (1 TiB): keeps every offset computation far from
 /// overflow whatever a header claims.
@@ -209,9 +209,8 @@ impl Segment {
             max_message: spec.max_message,
             max_slots: spec.max_slots,
         };
-        let total = layout_size(kind, &fields).map_err(|reason| Error::Corrupt {
-            name: name.describe(),
-            reason,
+        let total = layout_size(kind, &fields).map_err(|reason| Error::InvalidConfig {
+            reason: format!("{} {}: {reason}", kind, name.describe()),
         })?;
         fields.total_size = total;
         let fd = sys::shm_create(name.os_name(), opts.mode).map_err(|e| match e.kind() {
@@ -225,11 +224,22 @@ impl Segment {
             let _ = sys::shm_unlink(name.os_name());
             err
         };
-        sys::ftruncate(sys::borrow(&fd), total)
-            .map_err(|e| unlink_on_error(os_error(&name, "size", e)))?;
+        let no_space = |e: io::Error| {
+            if e.raw_os_error() == Some(libc::ENOSPC) {
+                Error::NoSpace {
+                    name: name.describe(),
+                    size: total,
+                }
+            } else {
+                os_error(&name, "size", e)
+            }
+        };
+        sys::ftruncate(sys::borrow(&fd), total).map_err(|e| unlink_on_error(no_space(e)))?;
+        // Every page now: a full /dev/shm is an error here, never a SIGBUS at a later write.
+        sys::fallocate(sys::borrow(&fd), total).map_err(|e| unlink_on_error(no_space(e)))?;
         let stat = sys::fstat(sys::borrow(&fd))
             .map_err(|e| unlink_on_error(os_error(&name, "stat", e)))?;
-        let map = Mapping::new(sys::borrow(&fd), total as usize, true)
+        let map = Mapping::new(sys::borrow(&fd), total as usize, true, true)
             .map_err(|e| unlink_on_error(os_error(&name, "map", e)))?;
         let raw = map.as_ptr().cast::<RawHeader>();
         // SAFETY: the mapping is at least HEADER_SIZE bytes (layout_size adds it) and page
@@ -260,7 +270,7 @@ impl Segment {
         let start = Instant::now();
         let mut backoff = Duration::from_micros(50);
         loop {
-            match Segment::try_open(&name, writable, opts.owner)? {
+            match Segment::try_open(&name, writable, &opts.owners)? {
                 Opened::Ready(seg) => {
                     if let Some(expected) = expected {
                         if seg.header.kind != expected {
@@ -271,7 +281,7 @@ impl Segment {
                             });
                         }
                     }
-                    return Ok(seg);
+                    return Ok(*seg);
                 }
                 Opened::Initialising { size } => {
                     let waited = start.elapsed();
@@ -321,39 +331,36 @@ impl Segment {
     }
 
     /// One attempt at opening: `Initialising` when the creator has not finished.
-    fn try_open(name: &Name, writable: bool, owner: Option<u32>) -> Result<Opened> {
+    ///
+    /// Nothing under the name is trusted: it is opened without following links or blocking
+    /// (`sys::shm_open`), must be a regular file owned by a uid `owners` accepts, and its
+    /// header is read with `pread` and validated *before* anything is mapped; the mapping
+    /// then covers exactly the size the header and `fstat` agree on, and is populated only
+    /// when every page of it is allocated already (a sparse object is refused: its holes
+    /// would be allocated by our accesses, or kill us with SIGBUS once /dev/shm is full).
+    fn try_open(name: &Name, writable: bool, owners: &Owners) -> Result<Opened> {
         let fd = sys::shm_open(name.os_name(), writable).map_err(|e| open_error(name, e))?;
         let stat = sys::fstat(sys::borrow(&fd)).map_err(|e| os_error(name, "stat", e))?;
-        if let Some(expected) = owner.filter(|&uid| uid != stat.uid) {
-            return Err(Error::UntrustedOwner {
+        if stat.file_type != FileType::Regular {
+            return Err(Error::NotRegularFile {
                 name: name.describe(),
-                owner: stat.uid,
-                expected,
+                found: stat.file_type.describe(),
             });
         }
-        if !stat.is_regular {
-            return Err(Error::NotShmbus {
-                name: name.describe(),
-            });
-        }
+        check_owner(name, &stat, owners)?;
         if stat.size < HEADER_SIZE as u64 {
             // The creator may not have sized it yet.
             return Ok(Opened::Initialising { size: stat.size });
         }
-        let len = usize::try_from(stat.size).map_err(|_| Error::Corrupt {
-            name: name.describe(),
-            reason: format!("{} bytes do not fit in the address space", stat.size),
-        })?;
-        let map =
-            Mapping::new(sys::borrow(&fd), len, writable).map_err(|e| os_error(name, "map", e))?;
-        let raw = map.as_ptr().cast::<RawHeader>();
-        // SAFETY: the mapping holds at least HEADER_SIZE bytes and is page aligned, so `raw`
-        // points to a valid, aligned `RawHeader`; `init` is an atomic.
-        let init = unsafe { &(*raw).init }.load(Ordering::Acquire);
-        // SAFETY: as above for the fields; `HeaderFields` is plain integers, valid for every
-        // bit pattern. The volatile copy is our one read of memory another process may be
-        // writing; everything after works on the private copy.
-        let fields = unsafe { std::ptr::addr_of!((*raw).fields).read_volatile() };
+        // The header through the file, not a mapping: no page of the object is touched.
+        let mut raw = [0u8; HEADER_SIZE];
+        let got =
+            sys::pread_start(sys::borrow(&fd), &mut raw).map_err(|e| os_error(name, "read", e))?;
+        if got < HEADER_SIZE {
+            return Ok(Opened::Initialising { size: stat.size });
+        }
+        let fields = HeaderFields::from_bytes(raw[..64].try_into().expect("64 bytes"));
+        let init = u32::from_le_bytes(raw[64..68].try_into().expect("4 bytes"));
         if fields.magic != MAGIC && fields.magic != 0 {
             return Err(Error::NotShmbus {
                 name: name.describe(),
@@ -362,15 +369,45 @@ impl Segment {
         if init != READY {
             return Ok(Opened::Initialising { size: stat.size });
         }
-        let header = fields.validate(&name.describe(), stat.size, layout_size)?;
-        Ok(Opened::Ready(Segment {
+        fields.validate(&name.describe(), stat.size, layout_size)?;
+        if stat.allocated < stat.size {
+            return Err(Error::Sparse {
+                name: name.describe(),
+                size: stat.size,
+                allocated: stat.allocated,
+            });
+        }
+        // `validate` bounded the size by the layout of a capacity of at most 1 TiB.
+        let len = usize::try_from(stat.size).map_err(|_| Error::Corrupt {
+            name: name.describe(),
+            reason: format!("{} bytes do not fit in the address space", stat.size),
+        })?;
+        let map = Mapping::new(sys::borrow(&fd), len, writable, writable)
+            .map_err(|e| os_error(name, "map", e))?;
+        let raw = map.as_ptr().cast::<RawHeader>();
+        // SAFETY: the mapping holds at least HEADER_SIZE bytes and is page aligned, so `raw`
+        // points to a valid, aligned `RawHeader`; `init` is an atomic.
+        let init = unsafe { &(*raw).init }.load(Ordering::Acquire);
+        // SAFETY: as above for the fields; `HeaderFields` is plain integers, valid for every
+        // bit pattern. The volatile copy is our one read of the mapped header; everything
+        // after works on the private copy, validated again (the object may have changed
+        // since the `pread`, and the Acquire load above orders the reads after READY).
+        let mapped = unsafe { std::ptr::addr_of!((*raw).fields).read_volatile() };
+        if init != READY || mapped != fields {
+            return Err(Error::Corrupt {
+                name: name.describe(),
+                reason: "the header changed while it was being opened".to_owned(),
+            });
+        }
+        let header = mapped.validate(&name.describe(), stat.size, layout_size)?;
+        Ok(Opened::Ready(Box::new(Segment {
             name: name.clone(),
             fd,
             map,
             header,
             stat,
             remove_on_drop: false,
-        }))
+        })))
     }
 
     pub(crate) fn header(&self) -> &Header {
@@ -425,19 +462,18 @@ impl Drop for Segment {
             return;
         }
         // Only remove the name if it still refers to *our* object: someone may have removed
-        // it and created a new one under the same name meanwhile.
-        if let Ok(fd) = sys::shm_open(self.name.os_name(), false) {
-            if let Ok(st) = sys::fstat(sys::borrow(&fd)) {
-                if (st.dev, st.ino) == (self.stat.dev, self.stat.ino) {
-                    let _ = sys::shm_unlink(self.name.os_name());
-                }
+        // it and created a new one under the same name meanwhile. `lstat` needs no new
+        // descriptor, so this works at the descriptor limit too.
+        if let Ok(st) = sys::stat_shm(self.name.os_name()) {
+            if (st.dev, st.ino) == (self.stat.dev, self.stat.ino) {
+                let _ = sys::shm_unlink(self.name.os_name());
             }
         }
     }
 }
 
 enum Opened {
-    Ready(Segment),
+    Ready(Box<Segment>),
     Initialising { size: u64 },
 }
 
@@ -452,6 +488,20 @@ pub(crate) fn remove_name(name: &Name) -> Result<()> {
 }
 
 fn open_error(name: &Name, e: io::Error) -> Error {
+    if sys::is_symlink_error(&e) {
+        return Error::NotRegularFile {
+            name: name.describe(),
+            found: FileType::Symlink.describe(),
+        };
+    }
+    if e.raw_os_error() == Some(libc::ENXIO) {
+        // A socket (or a FIFO opened write-only without a reader).
+        let found = sys::stat_shm(name.os_name()).map_or(FileType::Other, |st| st.file_type);
+        return Error::NotRegularFile {
+            name: name.describe(),
+            found: found.describe(),
+        };
+    }
     match e.kind() {
         io::ErrorKind::NotFound => Error::NotFound {
             name: name.describe(),
@@ -459,6 +509,22 @@ fn open_error(name: &Name, e: io::Error) -> Error {
         io::ErrorKind::PermissionDenied => permission_error(name, "open"),
         _ => os_error(name, "open", e),
     }
+}
+
+/// The default owner check (see [`Options::allow_owner`]).
+fn check_owner(name: &Name, stat: &FileStat, owners: &Owners) -> Result<()> {
+    let me = sys::euid();
+    if owners.accepts(stat.uid, me) {
+        return Ok(());
+    }
+    Err(Error::UntrustedOwner {
+        name: name.describe(),
+        owner: stat.uid,
+        expected: match owners {
+            Owners::Only(uid) => *uid,
+            _ => me,
+        },
+    })
 }
 
 fn permission_error(name: &Name, action: &'static str) -> Error {

@@ -4,7 +4,9 @@
 //! [`std::io::Error`]; callers turn them into [`crate::Error`] with the object's name.
 //!
 //! # References
-//! - shm_open(3), shm_unlink(3), ftruncate(2), fchmod(2), fstat(2), mmap(2), munmap(2)
+//! - open(2) (`O_NOFOLLOW`, `O_NONBLOCK`), shm_open(3) (what it does, and why we do it
+//!   ourselves), unlink(2), ftruncate(2), fallocate(2), pread(2), fchmod(2), fstat(2),
+//!   lstat(2), mmap(2), munmap(2)
 //! - futex(2): the futexes here are *shared* (no `FUTEX_PRIVATE_FLAG`), because the words
 //!   live in memory mapped by several processes.
 //! - fcntl(2), "Open file description locks (non-POSIX)": `F_OFD_SETLK`, `F_OFD_GETLK`.
@@ -18,37 +20,67 @@ use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
 use rustix::fs::Mode;
-use rustix::shm;
 
 /// The directory where Linux shows POSIX shared-memory objects.
 pub(crate) const SHM_DIR: &str = "/dev/shm";
 
-/// `shm_open(path, O_CREAT | O_EXCL | O_RDWR, mode)` then `fchmod(mode)`, so the mode is
-/// exactly `mode` whatever the process umask.
-pub(crate) fn shm_create(path: &str, mode: u32) -> io::Result<OwnedFd> {
+/// The path under [`SHM_DIR`] of a POSIX shared-memory name (`/shmbus.x` → `/dev/shm/shmbus.x`).
+fn shm_path(os_name: &str) -> String {
+    format!("{SHM_DIR}{os_name}")
+}
+
+/// Flags every open of an object carries: never follow a symbolic link planted under the
+/// name (`O_NOFOLLOW`: `ELOOP` instead), never block on a FIFO planted there (`O_NONBLOCK`),
+/// never leak into an `exec`ed program (`O_CLOEXEC`).
+///
+/// glibc's `shm_open` is `open("/dev/shm/<name>")` with `O_NOFOLLOW | O_CLOEXEC`, but not
+/// `O_NONBLOCK`, and other C libraries differ: we open the path ourselves.
+fn safe_flags() -> rustix::fs::OFlags {
+    use rustix::fs::OFlags;
+    OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC
+}
+
+/// `open("/dev/shm/<name>", O_CREAT | O_EXCL | O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC,
+/// mode)` then `fchmod(mode)`, so the mode is exactly `mode` whatever the process umask.
+/// `O_EXCL` never follows or reuses anything already there.
+pub(crate) fn shm_create(os_name: &str, mode: u32) -> io::Result<OwnedFd> {
+    use rustix::fs::OFlags;
     let mode = Mode::from_raw_mode(mode);
-    let fd = shm::open(
-        path,
-        shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR,
+    let fd = rustix::fs::open(
+        shm_path(os_name).as_str(),
+        OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | safe_flags(),
         mode,
     )?;
     rustix::fs::fchmod(&fd, mode)?;
     Ok(fd)
 }
 
-/// `shm_open(path, O_RDWR or O_RDONLY)`.
-pub(crate) fn shm_open(path: &str, writable: bool) -> io::Result<OwnedFd> {
-    let flags = if writable {
-        shm::OFlags::RDWR
+/// `open("/dev/shm/<name>", O_RDWR or O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)`.
+///
+/// A symbolic link gives `ELOOP` (see [`is_symlink_error`]); a FIFO opens without blocking
+/// (and is then refused by the caller's `fstat` check); a socket gives `ENXIO`.
+pub(crate) fn shm_open(os_name: &str, writable: bool) -> io::Result<OwnedFd> {
+    use rustix::fs::OFlags;
+    let access = if writable {
+        OFlags::RDWR
     } else {
-        shm::OFlags::RDONLY
+        OFlags::RDONLY
     };
-    Ok(shm::open(path, flags, Mode::empty())?)
+    Ok(rustix::fs::open(
+        shm_path(os_name).as_str(),
+        access | safe_flags(),
+        Mode::empty(),
+    )?)
 }
 
-/// `shm_unlink(path)`.
-pub(crate) fn shm_unlink(path: &str) -> io::Result<()> {
-    Ok(shm::unlink(path)?)
+/// Whether an open failed because the name is a symbolic link (`ELOOP` under `O_NOFOLLOW`).
+pub(crate) fn is_symlink_error(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ELOOP)
+}
+
+/// `unlink("/dev/shm/<name>")` (what `shm_unlink` does; never follows a link).
+pub(crate) fn shm_unlink(os_name: &str) -> io::Result<()> {
+    Ok(rustix::fs::unlink(shm_path(os_name).as_str())?)
 }
 
 /// `ftruncate(fd, len)`: sizes a new object (the new bytes read as zero).
@@ -56,42 +88,107 @@ pub(crate) fn ftruncate(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
     Ok(rustix::fs::ftruncate(fd, len)?)
 }
 
-/// What `fstat` says about an object.
+/// `fallocate(fd, 0, 0, len)`: allocates every page of the object now, so that running out
+/// of room in `/dev/shm` is `ENOSPC` here instead of `SIGBUS` at the first write to a page
+/// that could not be allocated later. tmpfs refuses a request larger than the whole
+/// filesystem at once, and undoes a partial allocation when it fails.
+pub(crate) fn fallocate(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
+    Ok(rustix::fs::fallocate(
+        fd,
+        rustix::fs::FallocateFlags::empty(),
+        0,
+        len,
+    )?)
+}
+
+/// `pread(fd, buf, 0)`, repeated until `buf` is full or the file ends. Reading through the
+/// file, not a mapping, allocates no page of a sparse object (tmpfs returns zeros for holes).
+pub(crate) fn pread_start(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match rustix::io::pread(fd, &mut buf[done..], done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(done)
+}
+
+/// What `fstat` (or `lstat`) says about an object.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct FileStat {
     pub size: u64,
+    /// Bytes of storage allocated to it (`st_blocks × 512`): less than `size` for a sparse
+    /// object, whose holes would be allocated (or fail with `SIGBUS`) when first touched.
+    pub allocated: u64,
     pub uid: u32,
     /// Permission bits only (`0o7777`).
     pub mode: u32,
-    pub is_regular: bool,
+    pub file_type: FileType,
     /// Device and inode: the identity of the object behind a name.
     pub dev: u64,
     pub ino: u64,
 }
 
-/// `fstat(fd)`.
-pub(crate) fn fstat(fd: BorrowedFd<'_>) -> io::Result<FileStat> {
-    let st = rustix::fs::fstat(fd)?;
-    let file_type = rustix::fs::FileType::from_raw_mode(st.st_mode);
-    Ok(FileStat {
-        size: u64::try_from(st.st_size).unwrap_or(0),
-        uid: st.st_uid,
-        mode: st.st_mode & 0o7777,
-        is_regular: file_type == rustix::fs::FileType::RegularFile,
-        dev: st.st_dev,
-        ino: st.st_ino,
-    })
+/// The type of a directory entry, as far as shmbus cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FileType {
+    Regular,
+    Symlink,
+    Fifo,
+    Socket,
+    Other,
 }
 
-/// `stat(/dev/shm/<file>)`: owner and mode of an object we may not be allowed to open.
+impl FileType {
+    /// `a FIFO`, `a symbolic link`, ... for error messages.
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            FileType::Regular => "a regular file",
+            FileType::Symlink => "a symbolic link",
+            FileType::Fifo => "a FIFO",
+            FileType::Socket => "a socket",
+            FileType::Other => "a device or directory",
+        }
+    }
+}
+
+fn file_stat(st: &rustix::fs::Stat) -> FileStat {
+    use rustix::fs::FileType as T;
+    let file_type = match T::from_raw_mode(st.st_mode) {
+        T::RegularFile => FileType::Regular,
+        T::Symlink => FileType::Symlink,
+        T::Fifo => FileType::Fifo,
+        T::Socket => FileType::Socket,
+        _ => FileType::Other,
+    };
+    FileStat {
+        size: u64::try_from(st.st_size).unwrap_or(0),
+        allocated: u64::try_from(st.st_blocks).unwrap_or(0).saturating_mul(512),
+        uid: st.st_uid,
+        mode: st.st_mode & 0o7777,
+        file_type,
+        dev: st.st_dev,
+        ino: st.st_ino,
+    }
+}
+
+/// `fstat(fd)`.
+pub(crate) fn fstat(fd: BorrowedFd<'_>) -> io::Result<FileStat> {
+    Ok(file_stat(&rustix::fs::fstat(fd)?))
+}
+
+/// `lstat("/dev/shm/<name>")`: the entry itself (a link is not followed), without opening
+/// it, so it needs no descriptor and cannot block.
 pub(crate) fn stat_shm(os_name: &str) -> io::Result<FileStat> {
-    let path = format!("{SHM_DIR}{os_name}");
-    let fd = rustix::fs::open(
-        path.as_str(),
-        rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    fstat(fd.as_fd())
+    Ok(file_stat(&rustix::fs::lstat(shm_path(os_name).as_str())?))
+}
+
+/// `geteuid()`: the user whose objects we trust by default.
+pub(crate) fn euid() -> u32 {
+    rustix::process::geteuid().as_raw()
 }
 
 /// A shared mapping of a whole object; `munmap` on drop.
@@ -108,11 +205,18 @@ unsafe impl Send for Mapping {}
 unsafe impl Sync for Mapping {}
 
 impl Mapping {
-    /// `mmap(NULL, len, PROT_READ [| PROT_WRITE], MAP_SHARED | MAP_POPULATE, fd, 0)`.
+    /// `mmap(NULL, len, PROT_READ [| PROT_WRITE], MAP_SHARED [| MAP_POPULATE], fd, 0)`.
     ///
     /// `MAP_POPULATE` faults every page in up front, so the first pass of a ring does not
     /// take a page fault every few dozen messages (a multi-microsecond latency spike each).
-    pub(crate) fn new(fd: BorrowedFd<'_>, len: usize, writable: bool) -> io::Result<Mapping> {
+    /// Callers populate only objects whose pages are all allocated already (see
+    /// `Segment::try_open`): populating a sparse object would allocate its holes.
+    pub(crate) fn new(
+        fd: BorrowedFd<'_>,
+        len: usize,
+        writable: bool,
+        populate: bool,
+    ) -> io::Result<Mapping> {
         use rustix::mm::{MapFlags, ProtFlags};
         if len == 0 {
             return Err(io::Error::from(io::ErrorKind::InvalidInput));
@@ -130,7 +234,11 @@ impl Mapping {
                 std::ptr::null_mut(),
                 len,
                 prot,
-                MapFlags::SHARED | MapFlags::POPULATE,
+                if populate {
+                    MapFlags::SHARED | MapFlags::POPULATE
+                } else {
+                    MapFlags::SHARED
+                },
                 fd,
                 0,
             )?
