@@ -7,7 +7,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::{fails_with, ok, wait_for, Ns};
+use common::{fails_with, ok, read_line, wait_for, Nobody, Ns};
 
 #[test]
 fn board_write_then_read_is_exact() {
@@ -303,31 +303,11 @@ fn ls_and_info_describe_objects() {
 #[test]
 fn permissions_are_enforced_across_users() {
     let ns = Ns::new();
-    if rustix_is_root().is_none() {
-        eprintln!("skipped: needs root to create an object another uid cannot open");
+    let Some(nobody) = Nobody::new(&ns) else {
         return;
-    }
-    if Command::new("setpriv").arg("--help").output().is_err() {
-        eprintln!("skipped: setpriv is not installed");
-        return;
-    }
-    ok(&ns.run(&["board", "write", "secret", "x"]));
-    // The binary may sit under a directory uid 65534 cannot enter: copy it somewhere it can.
-    let dir = std::env::temp_dir().join(format!("shmbus-perm-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let exe = dir.join("shmbus");
-    std::fs::copy(env!("CARGO_BIN_EXE_shmbus"), &exe).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let as_nobody = |args: &[&str]| {
-        Command::new("setpriv")
-            .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
-            .arg(&exe)
-            .args(args)
-            .env("SHMBUS_NAMESPACE", &ns.0)
-            .output()
-            .unwrap()
     };
+    ok(&ns.run(&["board", "write", "secret", "x"]));
+    let as_nobody = |args: &[&str]| nobody.run(args);
     fails_with(
         &as_nobody(&["board", "read", "secret"]),
         "permission denied",
@@ -352,13 +332,6 @@ fn permissions_are_enforced_across_users() {
         ])),
         "hi"
     );
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn rustix_is_root() -> Option<()> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let uid_line = status.lines().find(|l| l.starts_with("Uid:"))?;
-    (uid_line.split_whitespace().nth(2)? == "0").then_some(())
 }
 
 #[test]
@@ -391,17 +364,6 @@ fn demo_runs_end_to_end_and_cleans_up() {
         .filter(|e| e.file_name().to_string_lossy().contains(ns))
         .collect();
     assert!(leftovers.is_empty(), "demo left {leftovers:?}");
-}
-
-fn read_stdout_line(child: &mut Child) -> String {
-    use std::io::Read;
-    let out = child.stdout.as_mut().unwrap();
-    let mut line = Vec::new();
-    let mut b = [0u8; 1];
-    while out.read(&mut b).unwrap() == 1 && b[0] != b'\n' {
-        line.push(b[0]);
-    }
-    String::from_utf8_lossy(&line).into_owned()
 }
 
 fn subscribers(ns: &Ns, name: &str) -> u64 {
@@ -526,7 +488,7 @@ fn sub_exits_4_when_the_publisher_is_killed() {
         .unwrap()
         .write_all(b"before\n")
         .unwrap();
-    assert_eq!(read_stdout_line(&mut sub), "before");
+    assert_eq!(read_line(&mut sub), "before");
     publisher.kill().unwrap(); // SIGKILL
     publisher.wait().unwrap();
     let out = sub.wait_with_output().unwrap();

@@ -97,6 +97,26 @@ fn child_entry() {
                 .write(std::process::id().to_string().as_bytes())
                 .unwrap();
         }
+        "drop-at-fd-limit" => {
+            let seg = Segment::create(&arg, 64).unwrap();
+            // Use up every descriptor this process may have (a low limit keeps it quick).
+            let limit = libc::rlimit {
+                rlim_cur: 64,
+                rlim_max: 64,
+            };
+            // SAFETY: a valid rlimit for the calling process.
+            assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+            let mut held = Vec::new();
+            while let Ok(f) = std::fs::File::open("/dev/null") {
+                held.push(f);
+            }
+            assert!(
+                Segment::open(&arg).is_err(),
+                "descriptors are not exhausted"
+            );
+            drop(seg);
+            println!("dropped at the limit with {} files open", held.len());
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -334,4 +354,93 @@ fn creator_removes_on_drop_unless_persistent() {
     drop(Blackboard::open_with("shared", &ns.opts()).unwrap());
     Blackboard::open_with("shared", &ns.opts()).unwrap();
     drop(creator);
+}
+
+#[test]
+fn remove_on_drop_works_at_the_descriptor_limit() {
+    let ns = Ns::new("proc");
+    let out = succeeded(ns.child("drop-at-fd-limit", "fdlimit"));
+    assert!(out.contains("dropped at the limit"), "{out}");
+    assert!(
+        std::fs::metadata(ns.path("fdlimit")).is_err(),
+        "the object was left behind"
+    );
+}
+
+#[test]
+fn planted_links_fifos_and_sparse_files_are_refused_by_every_open() {
+    let ns = Ns::new("proc");
+    let board = Blackboard::create_with("real", 64, &ns.opts()).unwrap();
+    board.write(b"mine").unwrap();
+    std::os::unix::fs::symlink(ns.path("real"), ns.path("link")).unwrap();
+    let fifo = std::ffi::CString::new(ns.path("fifo")).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    for name in ["link", "fifo"] {
+        for result in [
+            Blackboard::open_with(name, &ns.opts()).map(drop),
+            Blackboard::create_or_open_with(name, 64, &ns.opts()).map(drop),
+            Event::open_with(name, &ns.opts()).map(drop),
+            Segment::open_with(name, &ns.opts()).map(drop),
+            shmbus::Subscriber::open_with(name, &ns.opts()).map(drop),
+        ] {
+            assert!(
+                matches!(result, Err(Error::NotRegularFile { .. })),
+                "{name}: {result:?}"
+            );
+        }
+    }
+    // A sparse object with a valid header (what a truncate-and-grow leaves) is refused:
+    // touching its holes could SIGBUS once /dev/shm is full.
+    let seg = Segment::create_with("holed", 1 << 20, &ns.opts()).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(ns.path("holed"))
+        .unwrap();
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid descriptor; punching a hole keeps the size.
+    let rc = unsafe {
+        libc::fallocate(
+            file.as_raw_fd(),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            4096,
+            1 << 19,
+        )
+    };
+    assert_eq!(rc, 0);
+    assert!(matches!(
+        Segment::open_with("holed", &ns.opts()),
+        Err(Error::Sparse { .. })
+    ));
+    drop(seg);
+}
+
+#[test]
+fn objects_of_other_owners_are_refused_by_default() {
+    let ns = Ns::new("proc");
+    let _board = Blackboard::create_with("owned", 64, &ns.opts()).unwrap();
+    let me = shmbus::inspect(_board.name()).unwrap().owner;
+    let other = me.wrapping_add(1);
+    // Change the owner (root only); otherwise check the policy with require_owner.
+    let path = std::ffi::CString::new(ns.path("owned")).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    if unsafe { libc::chown(path.as_ptr(), other, u32::MAX) } != 0 {
+        eprintln!("skipped the chown part: not root");
+        return;
+    }
+    let err = Blackboard::open_with("owned", &ns.opts()).unwrap_err();
+    assert!(
+        matches!(err, Error::UntrustedOwner { owner, expected, .. } if owner == other && expected == me),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains(&format!("allow_owner({other})")));
+    assert!(matches!(
+        Blackboard::create_or_open_with("owned", 64, &ns.opts()),
+        Err(Error::UntrustedOwner { .. })
+    ));
+    Blackboard::open_with("owned", &ns.opts().allow_owner(other)).unwrap();
+    Blackboard::open_with("owned", &ns.opts().allow_any_owner()).unwrap();
+    Blackboard::open_with("owned", &ns.opts().require_owner(other)).unwrap();
+    // Looking is always allowed.
+    assert_eq!(shmbus::inspect(_board.name()).unwrap().owner, other);
 }

@@ -101,3 +101,98 @@ pub fn wait_for(mut cond: impl FnMut() -> bool) {
         sleep(Duration::from_millis(5));
     }
 }
+
+/// Whether we run as root (needed to act as another user, or to mount a private tmpfs).
+pub fn is_root() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
+        .unwrap_or(false)
+}
+
+/// Runs the binary as uid/gid 65534 ("nobody") through `setpriv`, from a copy it can reach.
+pub struct Nobody {
+    dir: std::path::PathBuf,
+    exe: std::path::PathBuf,
+    ns: String,
+}
+
+impl Nobody {
+    /// `None` (after saying why on stderr) when this cannot work here: not root, or no
+    /// `setpriv`.
+    pub fn new(ns: &Ns) -> Option<Nobody> {
+        if !is_root() {
+            eprintln!("skipped: needs root to act as another uid");
+            return None;
+        }
+        if Command::new("setpriv").arg("--help").output().is_err() {
+            eprintln!("skipped: setpriv is not installed");
+            return None;
+        }
+        // The binary may sit under a directory uid 65534 cannot enter: copy it.
+        let dir =
+            std::env::temp_dir().join(format!("shmbus-nobody-{}-{}", std::process::id(), ns.0));
+        std::fs::create_dir_all(&dir).unwrap();
+        let exe = dir.join("shmbus");
+        std::fs::copy(env!("CARGO_BIN_EXE_shmbus"), &exe).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Some(Nobody {
+            dir,
+            exe,
+            ns: ns.0.clone(),
+        })
+    }
+
+    /// The command, as uid 65534, in the test's namespace.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+            .arg(&self.exe)
+            .args(args)
+            .env("SHMBUS_NAMESPACE", &self.ns)
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs the command as uid 65534 to completion.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+}
+
+impl Drop for Nobody {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Waits for `child` at most `limit`; kills it and fails the test if it is still running
+/// (what a hang looks like).
+#[track_caller]
+pub fn finishes_within(mut child: Child, limit: Duration, what: &str) -> Output {
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} hung (killed after {limit:?})");
+        }
+        sleep(Duration::from_millis(5));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Reads one line of a child's standard output (without the newline).
+pub fn read_line(child: &mut Child) -> String {
+    use std::io::Read;
+    let out = child.stdout.as_mut().unwrap();
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while out.read(&mut b).unwrap() == 1 && b[0] != b'\n' {
+        line.push(b[0]);
+    }
+    String::from_utf8_lossy(&line).into_owned()
+}
