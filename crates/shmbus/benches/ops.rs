@@ -46,7 +46,7 @@ fn channel(c: &mut Criterion) {
             b.iter(|| {
                 let mut loan = publisher.loan(size).unwrap();
                 loan[0] = 1;
-                loan.commit();
+                loan.commit().unwrap();
             })
         });
         while !matches!(subscriber.try_recv_into(&mut buf), Err(Error::Empty)) {}

@@ -148,6 +148,9 @@ impl Blackboard {
                 capacity: inner.capacity,
             });
         }
+        inner
+            .seg
+            .check_here(|| format!("the writer of {}", self.name().describe()))?;
         let me = inner.writer_slot()?;
         let alive = |slot| inner.alive(slot);
         inner

@@ -303,7 +303,7 @@ impl ChannelKeeper {
 /// publisher.send(b"hello")?;
 /// let mut loan = publisher.loan(5)?; // zero-copy: write straight into the ring
 /// loan.copy_from_slice(b"world");
-/// loan.commit();
+/// loan.commit()?;
 /// assert_eq!(subscriber.recv()?, b"hello");
 /// assert_eq!(subscriber.recv()?, b"world");
 /// drop(publisher); // end of stream
@@ -350,7 +350,7 @@ impl Publisher {
     }
 
     fn attach(ch: Channel) -> Result<Publisher> {
-        let got = sys::ofd_try_lock(sys::borrow(ch.seg.fd()), PUBLISHER_BYTE)
+        let got = sys::ofd_try_lock(sys::borrow(ch.seg.lock_fd()?), PUBLISHER_BYTE)
             .map_err(|e| crate::segment::os_error(ch.seg.name(), "lock the publisher of", e))?;
         if !got {
             return Err(Error::PublisherExists { name: ch.name() });
@@ -427,6 +427,7 @@ impl Publisher {
     }
 
     fn reserve(&mut self, len: usize, deadline: Deadline, wait: bool) -> Result<Reserved> {
+        self.check_here()?;
         if len > self.ch.config.max_message {
             return Err(Error::TooLarge {
                 name: self.ch.name(),
@@ -477,6 +478,14 @@ impl Publisher {
         }
     }
 
+    /// [`Error::ForeignProcess`] in a fork child: one process drives a publisher.
+    #[inline]
+    fn check_here(&self) -> Result<()> {
+        self.ch
+            .seg
+            .check_here(|| format!("the publisher of {}", self.ch.name()))
+    }
+
     fn full_or_timeout(&self, waited: bool) -> Error {
         if waited {
             Error::Timeout
@@ -508,7 +517,10 @@ impl Publisher {
 
 impl Drop for Publisher {
     fn drop(&mut self) {
-        self.ch.ring().close(&mut self.st);
+        // A fork child's copy must not end its parent's stream.
+        if self.ch.seg.owned_here() {
+            self.ch.ring().close(&mut self.st);
+        }
     }
 }
 
@@ -523,10 +535,13 @@ pub struct Loan<'a> {
 }
 
 impl Loan<'_> {
-    /// Publishes the loaned bytes.
-    pub fn commit(self) {
+    /// Publishes the loaned bytes. Fails only in a fork child of the process that took the
+    /// loan ([`Error::ForeignProcess`]), where nothing is published.
+    pub fn commit(self) -> Result<()> {
         let Loan { publisher, r } = self;
+        publisher.check_here()?;
         publisher.ch.ring().commit(&mut publisher.st, r);
+        Ok(())
     }
 }
 
@@ -773,6 +788,7 @@ impl Subscriber {
         sink: &mut dyn FnMut(&[AtomicU64], usize),
         release: bool,
     ) -> Result<bool> {
+        self.check_here()?;
         let ring = self.ch.ring();
         match ring.try_read(&mut self.st, sink) {
             Ok(Next::Message) => {
@@ -789,6 +805,14 @@ impl Subscriber {
             Ok(Next::Lagged(lost)) => Err(Error::Lagged { lost }),
             Err(reason) => Err(self.ch.corrupt(reason)),
         }
+    }
+
+    /// [`Error::ForeignProcess`] in a fork child: one process moves a subscriber's cursor.
+    #[inline]
+    fn check_here(&self) -> Result<()> {
+        self.ch
+            .seg
+            .check_here(|| format!("a subscriber of {}", self.ch.name()))
     }
 
     /// Publishes our cursor to the publisher (back-pressure), in batches of an eighth of the
@@ -902,6 +926,7 @@ impl Subscriber {
     where
         F: FnMut(Message<'_>) + Send + 'static,
     {
+        self.check_here()?;
         let name = self.ch.name();
         let waker = self.ch.clone();
         let thread_name = name.clone();
@@ -937,6 +962,10 @@ impl Subscriber {
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
+        // A fork child's copy must not free its parent's slot.
+        if !self.ch.seg.owned_here() {
+            return;
+        }
         let ring = self.ch.ring();
         let slot = &ring.slots[self.slot];
         slot.state.fetch_and(!ring::SLOT_ACTIVE, Release);
@@ -1007,7 +1036,9 @@ impl std::ops::Deref for Sample<'_> {
 
 impl Drop for Sample<'_> {
     fn drop(&mut self) {
-        self.sub.release(false);
+        if self.sub.ch.seg.owned_here() {
+            self.sub.release(false);
+        }
     }
 }
 

@@ -119,7 +119,7 @@ impl Duplex {
         };
         loan[..8].copy_from_slice(&word.to_le_bytes());
         loan[8..].copy_from_slice(data);
-        loan.commit();
+        loan.commit()?;
         Ok(())
     }
 

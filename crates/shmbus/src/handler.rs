@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crate::error::{Error, Result};
+use crate::sys::HandleOwner;
 
 /// One update handed to a receive handler.
 #[derive(Debug, Clone, Copy)]
@@ -71,6 +72,8 @@ pub struct HandlerGuard {
     stopper: Arc<Stopper>,
     wake: Box<dyn Fn() + Send + Sync>,
     thread: Option<JoinHandle<Result<HandlerStats>>>,
+    /// The process whose thread runs the handler (a fork child has no such thread).
+    owner: HandleOwner,
 }
 
 impl std::fmt::Debug for HandlerGuard {
@@ -105,12 +108,14 @@ impl HandlerGuard {
             stopper,
             wake,
             thread: Some(thread),
+            owner: HandleOwner::current(),
         })
     }
 
     /// Whether the thread has ended (after a panic or an error, or after `stop`).
     pub fn is_finished(&self) -> bool {
-        self.thread.as_ref().is_none_or(|t| t.is_finished())
+        // In a fork child there is no thread: nothing runs.
+        !self.owner.is_current() || self.thread.as_ref().is_none_or(|t| t.is_finished())
     }
 
     /// Stops the handler, waits for its thread, and says how it went.
@@ -119,6 +124,16 @@ impl HandlerGuard {
     }
 
     fn stop_and_join(&mut self) -> Result<HandlerStats> {
+        if !self.owner.is_current() {
+            // A fork child: the thread exists only in the parent. Joining a thread of
+            // another process is undefined; forget the handle instead.
+            std::mem::forget(self.thread.take());
+            return Err(Error::ForeignProcess {
+                what: format!("the receive handler of {}", self.name),
+                owner: self.owner.pid(),
+                pid: crate::sys::current_pid(),
+            });
+        }
         let Some(thread) = self.thread.take() else {
             return Ok(HandlerStats::default());
         };
@@ -139,6 +154,10 @@ impl HandlerGuard {
 
 impl Drop for HandlerGuard {
     fn drop(&mut self) {
+        if !self.owner.is_current() {
+            std::mem::forget(self.thread.take());
+            return;
+        }
         if let Err(e) = self.stop_and_join() {
             eprintln!("shmbus: {e}");
         }

@@ -19,7 +19,7 @@ pub(crate) const WRITER_SLOTS: u32 = 4096;
 /// Claims the first free slot in `1..=count`; `Ok(None)` when all are taken.
 pub(crate) fn claim_slot(seg: &Segment, base: u64, count: u32) -> Result<Option<u32>> {
     for slot in 1..=count {
-        let got = sys::ofd_try_lock(sys::borrow(seg.fd()), base + u64::from(slot))
+        let got = sys::ofd_try_lock(sys::borrow(seg.lock_fd()?), base + u64::from(slot))
             .map_err(|e| os_error(seg.name(), "lock a slot of", e))?;
         if got {
             return Ok(Some(slot));

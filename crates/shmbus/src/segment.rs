@@ -7,6 +7,7 @@
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::OwnedFd;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
@@ -16,7 +17,7 @@ use crate::header::{
 use crate::name::Name;
 use crate::options::{Options, Owners};
 use crate::sync::{AtomicU8, Ordering};
-use crate::sys::{self, FileStat, FileType, Mapping};
+use crate::sys::{self, FileStat, FileType, HandleOwner, Mapping, ObjectFd};
 
 /// Largest data size any object may declare (1 TiB): keeps every offset computation far from
 /// overflow whatever a header claims.
@@ -95,7 +96,12 @@ pub(crate) fn layout_size(kind: Kind, fields: &HeaderFields) -> std::result::Res
 #[derive(Debug)]
 pub struct Segment {
     name: Name,
+    /// The descriptor that is mapped: it holds no lock (see `lock_fd`).
     fd: OwnedFd,
+    /// Where this handle's liveness locks live, opened at the first lock.
+    locks: OnceLock<ObjectFd>,
+    /// The process that created or opened it: in any other (a fork child) it is inert.
+    owner: HandleOwner,
     map: Mapping,
     header: Header,
     stat: FileStat,
@@ -250,6 +256,8 @@ impl Segment {
         let seg = Segment {
             name,
             fd,
+            locks: OnceLock::new(),
+            owner: HandleOwner::current(),
             map,
             header,
             stat,
@@ -403,6 +411,8 @@ impl Segment {
         Ok(Opened::Ready(Box::new(Segment {
             name: name.clone(),
             fd,
+            locks: OnceLock::new(),
+            owner: HandleOwner::current(),
             map,
             header,
             stat,
@@ -414,8 +424,44 @@ impl Segment {
         &self.header
     }
 
+    /// The mapped descriptor: for `F_OFD_GETLK` queries (which see every lock but our own
+    /// descriptor's, and it holds none).
     pub(crate) fn fd(&self) -> &OwnedFd {
         &self.fd
+    }
+
+    /// The descriptor this handle takes its liveness locks on: a second open file
+    /// description of the object, never mapped, so that a fork child can let go of it
+    /// entirely (a mapping would keep the description, and so the locks, alive).
+    pub(crate) fn lock_fd(&self) -> Result<&ObjectFd> {
+        if let Some(fd) = self.locks.get() {
+            return Ok(fd);
+        }
+        let fd = ObjectFd::open(|| sys::reopen(sys::borrow(&self.fd)))
+            .map_err(|e| os_error(&self.name, "open a lock descriptor for", e))?;
+        // Two threads may race here: the loser's descriptor is closed, unused.
+        Ok(self.locks.get_or_init(|| fd))
+    }
+
+    /// Whether this process created or opened the segment (not a fork child of that one).
+    #[inline]
+    pub(crate) fn owned_here(&self) -> bool {
+        self.owner.is_current()
+    }
+
+    /// `Ok` in the process that made the handle; [`Error::ForeignProcess`] in a fork child,
+    /// where every operation that changes shared state must refuse. `what` names the
+    /// handle ("the publisher of `imu`").
+    #[inline]
+    pub(crate) fn check_here(&self, what: impl FnOnce() -> String) -> Result<()> {
+        if self.owner.is_current() {
+            return Ok(());
+        }
+        Err(Error::ForeignProcess {
+            what: what(),
+            owner: self.owner.pid(),
+            pid: sys::current_pid(),
+        })
     }
 
     fn raw_header(&self) -> &RawHeader {
@@ -458,7 +504,8 @@ impl Segment {
 
 impl Drop for Segment {
     fn drop(&mut self) {
-        if !self.remove_on_drop {
+        // A fork child's copy never removes what its parent created.
+        if !self.remove_on_drop || !self.owned_here() {
             return;
         }
         // Only remove the name if it still refers to *our* object: someone may have removed

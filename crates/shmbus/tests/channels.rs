@@ -381,7 +381,7 @@ fn zero_copy_loans_and_samples() {
     }
     let mut loan = publisher.loan(5).unwrap();
     loan.copy_from_slice(b"hello");
-    loan.commit();
+    loan.commit().unwrap();
     {
         let sample = sub.recv_ref().unwrap();
         assert_eq!(&*sample, b"hello");

@@ -61,7 +61,7 @@ fn steady_state_send_and_receive_do_not_allocate() {
                 publisher.send(&msg).unwrap();
                 let mut loan = publisher.loan(100).unwrap();
                 loan.fill(7);
-                loan.commit();
+                loan.commit().unwrap();
                 subscriber.try_recv_into(&mut buf).unwrap();
                 subscriber.recv_into(&mut buf).unwrap();
                 assert!(matches!(

@@ -323,7 +323,7 @@ pub(crate) fn parent(p: &Params) -> anyhow::Result<Measured> {
                     let mut l = publisher.loan(msg.len())?;
                     l.fill(i as u8);
                     stamp(&mut l, i);
-                    l.commit();
+                    l.commit()?;
                 } else {
                     stamp(&mut msg, i);
                     publisher.send(&msg)?;
