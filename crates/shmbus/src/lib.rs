@@ -12,7 +12,21 @@
 //!   torn-read free by any number of readers, with a receive handler on a background thread.
 //!
 //! Every byte read from a mapping is treated as untrusted: a corrupt or hostile segment
-//! gives an [`Error`], never a panic or undefined behaviour.
+//! gives an [`Error`], never a panic or undefined behaviour. Objects owned by another user
+//! are refused unless allowed ([`Options::allow_owner`]); SECURITY.md has the trust model.
+//!
+//! # `fork()`
+//!
+//! Open handles in the process that uses them. A `fork()` child inherits copies of its
+//! parent's handles, but they are inert there: every operation of a [`Publisher`],
+//! [`Subscriber`], [`Loan`], [`Duplex`], [`HandlerGuard::stop`] and [`Blackboard::write`]
+//! returns [`Error::ForeignProcess`], and dropping them in the child changes nothing shared
+//! (the parent's stream stays open, its slots stay taken, its objects stay). The parent's
+//! liveness stays its own: when it dies, its peers learn it at once, whatever children it
+//! left. What is harmless to share keeps working in the child: [`Event`] (wait, set,
+//! reset), [`Blackboard`] reads and waits, and a [`Segment`]'s stream. A child that wants to
+//! take part opens its own handles after the fork (or is started with `spawn`, e.g.
+//! Python's `multiprocessing` `spawn`/`forkserver` start methods).
 //!
 //! ```
 //! # shmbus::doctest_namespace();
