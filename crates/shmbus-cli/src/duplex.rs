@@ -26,8 +26,13 @@ pub(crate) fn run(cmd: DuplexCmd, opts: Options) -> anyhow::Result<Outcome> {
                     Err(Error::Timeout) => continue,
                     Err(e) => return Err(e.into()),
                 };
-                if msg.request.is_some() {
-                    link.reply(&msg, &msg.data)?;
+                // A client that stops reading must not keep us from seeing a signal.
+                while msg.request.is_some() && stop.signal().is_none() {
+                    match link.reply_timeout(&msg, &msg.data, SIGNAL_CHECK) {
+                        Ok(()) => break,
+                        Err(Error::Timeout) => {}
+                        Err(e) => return Err(e.into()),
+                    }
                 }
             }
             Ok(stop.signal().map_or(Outcome::Done, Outcome::Signalled))

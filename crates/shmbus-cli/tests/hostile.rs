@@ -382,3 +382,30 @@ fn pub_refuses_impossible_configurations_at_once() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains("corrupt"));
     assert!(std::fs::metadata(ns.path("huge")).is_err());
 }
+
+#[test]
+fn ls_never_faults_on_an_object_its_owner_truncates() {
+    // Looking reads a private copy: an owner shrinking and regrowing its object under a
+    // listing (what another user may do to a 0644 object) cannot raise SIGBUS in `ls`.
+    let ns = Ns::new();
+    ok(&ns.run(&["board", "write", "shrinking", "--capacity", "65536", "x"]));
+    let path = ns.path("shrinking");
+    let size = std::fs::metadata(&path).unwrap().len();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let truncator = {
+        let (path, stop) = (path.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                f.set_len(4096).unwrap();
+                f.set_len(size).unwrap();
+            }
+        })
+    };
+    for _ in 0..150 {
+        let out = ns.run(&["ls"]);
+        assert_eq!(out.status.code(), Some(0), "ls died: {out:?}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    truncator.join().unwrap();
+}

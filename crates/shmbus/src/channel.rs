@@ -518,7 +518,7 @@ impl Publisher {
 impl Drop for Publisher {
     fn drop(&mut self) {
         // A fork child's copy must not end its parent's stream.
-        if self.ch.seg.owned_here() {
+        if self.ch.seg.dropping_here() {
             self.ch.ring().close(&mut self.st);
         }
     }
@@ -963,7 +963,7 @@ impl Subscriber {
 impl Drop for Subscriber {
     fn drop(&mut self) {
         // A fork child's copy must not free its parent's slot.
-        if !self.ch.seg.owned_here() {
+        if !self.ch.seg.dropping_here() {
             return;
         }
         let ring = self.ch.ring();

@@ -184,6 +184,26 @@ impl Duplex {
 
     /// Answers a request received with [`recv`](Self::recv).
     pub fn reply(&mut self, request: &Received, data: &[u8]) -> Result<()> {
+        self.reply_deadline(request, data, Deadline::after(None))
+    }
+
+    /// [`reply`](Self::reply), waiting at most `timeout` for room to send it
+    /// ([`Error::Timeout`]: a client that stops reading cannot hold the server forever).
+    pub fn reply_timeout(
+        &mut self,
+        request: &Received,
+        data: &[u8],
+        timeout: Duration,
+    ) -> Result<()> {
+        self.reply_deadline(request, data, Deadline::after(Some(timeout)))
+    }
+
+    fn reply_deadline(
+        &mut self,
+        request: &Received,
+        data: &[u8],
+        deadline: Deadline,
+    ) -> Result<()> {
         let Some(id) = request.request else {
             return Err(Error::WrongMode {
                 name: self.tx.name().describe(),
@@ -191,7 +211,7 @@ impl Duplex {
                 what: "only requests (from `request`) can be replied to",
             });
         };
-        self.send_word(id | REPLY, data, Deadline::after(None))
+        self.send_word(id | REPLY, data, deadline)
     }
 
     /// Sends a request and waits at most `timeout`, in all, for room to send it and for its

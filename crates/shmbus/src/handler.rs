@@ -154,7 +154,7 @@ impl HandlerGuard {
 
 impl Drop for HandlerGuard {
     fn drop(&mut self) {
-        if !self.owner.is_current() {
+        if !self.owner.is_current_strict() {
             std::mem::forget(self.thread.take());
             return;
         }

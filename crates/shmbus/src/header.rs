@@ -31,6 +31,10 @@ use crate::error::{Error, Result};
 use crate::sync::AtomicU32;
 
 /// `b"SHMBUS\0\x01"` read as a little-endian u64.
+// The layout is little endian (module docs), and objects are written in native order.
+#[cfg(target_endian = "big")]
+compile_error!("shmbus objects are little endian; big-endian targets are not supported");
+
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMBUS\0\x01");
 /// The memory layout this library reads and writes. Objects with another version are refused
 /// with [`Error::VersionMismatch`].

@@ -19,8 +19,10 @@
 //!
 //! Open handles in the process that uses them. A `fork()` child inherits copies of its
 //! parent's handles, but they are inert there: every operation of a [`Publisher`],
-//! [`Subscriber`], [`Loan`], [`Duplex`], [`HandlerGuard::stop`] and [`Blackboard::write`]
-//! returns [`Error::ForeignProcess`], and dropping them in the child changes nothing shared
+//! [`Subscriber`], [`Duplex`], [`Loan::commit`], [`HandlerGuard::stop`] and
+//! [`Blackboard::write`] returns [`Error::ForeignProcess`] (a loan's bytes can still be
+//! written through its `DerefMut`, which cannot fail: they are the parent's uncommitted
+//! record, so do not touch a loan taken before the fork), and dropping them in the child changes nothing shared
 //! (the parent's stream stays open, its slots stay taken, its objects stay). The parent's
 //! liveness stays its own: when it dies, its peers learn it at once, whatever children it
 //! left. What is harmless to share keeps working in the child: [`Event`] (wait, set,

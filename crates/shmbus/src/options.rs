@@ -33,8 +33,8 @@ pub(crate) enum Owners {
     Me,
     /// Our effective uid, and these.
     MeAnd(Vec<u32>),
-    /// Exactly this uid ([`Options::require_owner`]).
-    Only(u32),
+    /// Exactly these uids ([`Options::require_owner`], then [`Options::allow_owner`]).
+    Only(Vec<u32>),
     /// Anyone (read-only inspection: `ls`, `info`).
     Any,
 }
@@ -45,7 +45,7 @@ impl Owners {
         match self {
             Owners::Me => owner == me,
             Owners::MeAnd(uids) => owner == me || uids.contains(&owner),
-            Owners::Only(uid) => owner == *uid,
+            Owners::Only(uids) => uids.contains(&owner),
             Owners::Any => true,
         }
     }
@@ -130,7 +130,10 @@ impl Options {
                 uids.push(uid);
                 Owners::MeAnd(uids)
             }
-            Owners::Only(only) => Owners::MeAnd(vec![only, uid]),
+            Owners::Only(mut uids) => {
+                uids.push(uid);
+                Owners::Only(uids)
+            }
             Owners::Any => Owners::Any,
         };
         self
@@ -158,7 +161,7 @@ impl Options {
     /// # Ok::<(), shmbus::Error>(())
     /// ```
     pub fn require_owner(mut self, uid: u32) -> Self {
-        self.owners = Owners::Only(uid);
+        self.owners = Owners::Only(vec![uid]);
         self
     }
 

@@ -23,6 +23,10 @@ use crate::sys::{self, FileStat, FileType, HandleOwner, Mapping, ObjectFd};
 /// overflow whatever a header claims.
 pub(crate) const MAX_CAPACITY: u64 = 1 << 40;
 
+/// How much of an object a read-only inspection copies: the header and every kind's control
+/// words (a channel's 1024 subscriber slots take 128 KiB), never the data.
+const SNAPSHOT_PREFIX: usize = 256 * 1024;
+
 /// What to create: the kind and its configuration, as the header records it.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Spec {
@@ -361,22 +365,29 @@ impl Segment {
             return Ok(Opened::Initialising { size: stat.size });
         }
         // The header through the file, not a mapping: no page of the object is touched.
-        let mut raw = [0u8; HEADER_SIZE];
-        let got =
-            sys::pread_start(sys::borrow(&fd), &mut raw).map_err(|e| os_error(name, "read", e))?;
-        if got < HEADER_SIZE {
+        // `init` first: the creator stores READY after every field, so fields read after
+        // READY are the final ones.
+        let mut init = [0u8; 4];
+        let mut raw = [0u8; 64];
+        let read = |buf: &mut [u8], at| {
+            sys::pread_at(sys::borrow(&fd), buf, at).map_err(|e| os_error(name, "read", e))
+        };
+        let got_init = read(&mut init, 64)?;
+        let got_fields = read(&mut raw, 0)?;
+        if got_init < 4 || got_fields < 64 {
             return Ok(Opened::Initialising { size: stat.size });
         }
-        let fields = HeaderFields::from_bytes(raw[..64].try_into().expect("64 bytes"));
-        let init = u32::from_le_bytes(raw[64..68].try_into().expect("4 bytes"));
+        let fields = HeaderFields::from_bytes(&raw);
         if fields.magic != MAGIC && fields.magic != 0 {
             return Err(Error::NotShmbus {
                 name: name.describe(),
             });
         }
-        if init != READY {
+        if u32::from_le_bytes(init) != READY {
             return Ok(Opened::Initialising { size: stat.size });
         }
+        // Sizes as of READY: the creator sized and allocated everything before it.
+        let stat = sys::fstat(sys::borrow(&fd)).map_err(|e| os_error(name, "stat", e))?;
         fields.validate(&name.describe(), stat.size, layout_size)?;
         if stat.allocated < stat.size {
             return Err(Error::Sparse {
@@ -390,8 +401,15 @@ impl Segment {
             name: name.describe(),
             reason: format!("{} bytes do not fit in the address space", stat.size),
         })?;
-        let map = Mapping::new(sys::borrow(&fd), len, writable, writable)
-            .map_err(|e| os_error(name, "map", e))?;
+        let map = if writable {
+            Mapping::new(sys::borrow(&fd), len, true, true)
+        } else {
+            // Looking (ls, info, gc): a private copy of the header and control words, read
+            // through the file. Nothing of the object is mapped, so whoever may truncate it
+            // cannot make us fault.
+            Mapping::snapshot(sys::borrow(&fd), len, SNAPSHOT_PREFIX)
+        }
+        .map_err(|e| os_error(name, "map", e))?;
         let raw = map.as_ptr().cast::<RawHeader>();
         // SAFETY: the mapping holds at least HEADER_SIZE bytes and is page aligned, so `raw`
         // points to a valid, aligned `RawHeader`; `init` is an atomic.
@@ -437,7 +455,7 @@ impl Segment {
         if let Some(fd) = self.locks.get() {
             return Ok(fd);
         }
-        let fd = ObjectFd::open(|| sys::reopen(sys::borrow(&self.fd)))
+        let fd = ObjectFd::open(|| sys::reopen(sys::borrow(&self.fd), self.name.os_name()))
             .map_err(|e| os_error(&self.name, "open a lock descriptor for", e))?;
         // Two threads may race here: the loser's descriptor is closed, unused.
         Ok(self.locks.get_or_init(|| fd))
@@ -447,6 +465,12 @@ impl Segment {
     #[inline]
     pub(crate) fn owned_here(&self) -> bool {
         self.owner.is_current()
+    }
+
+    /// [`owned_here`](Self::owned_here), also checking the pid: for `Drop`, which must never
+    /// tear down a parent's participant from a child.
+    pub(crate) fn dropping_here(&self) -> bool {
+        self.owner.is_current_strict()
     }
 
     /// `Ok` in the process that made the handle; [`Error::ForeignProcess`] in a fork child,
@@ -505,7 +529,7 @@ impl Segment {
 impl Drop for Segment {
     fn drop(&mut self) {
         // A fork child's copy never removes what its parent created.
-        if !self.remove_on_drop || !self.owned_here() {
+        if !self.remove_on_drop || !self.dropping_here() {
             return;
         }
         // Only remove the name if it still refers to *our* object: someone may have removed
@@ -568,7 +592,7 @@ fn check_owner(name: &Name, stat: &FileStat, owners: &Owners) -> Result<()> {
         name: name.describe(),
         owner: stat.uid,
         expected: match owners {
-            Owners::Only(uid) => *uid,
+            Owners::Only(uids) => uids.first().copied().unwrap_or(me),
             _ => me,
         },
     })

@@ -101,12 +101,13 @@ pub(crate) fn fallocate(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
     )?)
 }
 
-/// `pread(fd, buf, 0)`, repeated until `buf` is full or the file ends. Reading through the
-/// file, not a mapping, allocates no page of a sparse object (tmpfs returns zeros for holes).
-pub(crate) fn pread_start(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+/// `pread(fd, buf, offset)`, repeated until `buf` is full or the file ends. Reading through
+/// the file, not a mapping, allocates no page of a sparse object (tmpfs returns zeros for
+/// holes) and cannot fault if the file shrinks.
+pub(crate) fn pread_at(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     let mut done = 0;
     while done < buf.len() {
-        match rustix::io::pread(fd, &mut buf[done..], done as u64) {
+        match rustix::io::pread(fd, &mut buf[done..], offset + done as u64) {
             Ok(0) => break,
             Ok(n) => done += n,
             Err(rustix::io::Errno::INTR) => {}
@@ -248,6 +249,35 @@ impl Mapping {
         Ok(Mapping { ptr, len })
     }
 
+    /// `mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE)`,
+    /// then `pread` of the object's first `prefix` bytes into it: a private snapshot with the
+    /// object's layout. Untouched pages cost nothing (they read as zero), and nothing in it
+    /// can change or fault when the object does.
+    pub(crate) fn snapshot(fd: BorrowedFd<'_>, len: usize, prefix: usize) -> io::Result<Mapping> {
+        use rustix::mm::{MapFlags, ProtFlags};
+        if len == 0 {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        }
+        // SAFETY: a fresh anonymous private mapping aliases nothing.
+        let ptr = unsafe {
+            rustix::mm::mmap_anonymous(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE | MapFlags::NORESERVE,
+            )?
+        };
+        let ptr =
+            NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave NULL"))?;
+        let map = Mapping { ptr, len };
+        let n = prefix.min(len);
+        // SAFETY: the first `n` bytes of our own fresh private mapping; nobody else sees it
+        // and no other reference into it exists yet.
+        let buf = unsafe { std::slice::from_raw_parts_mut(map.ptr.as_ptr(), n) };
+        pread_at(fd, buf, 0)?;
+        Ok(map)
+    }
+
     /// Start of the mapping (page aligned).
     pub(crate) fn as_ptr(&self) -> *mut u8 {
         self.ptr.as_ptr()
@@ -380,10 +410,17 @@ fn start_ticks(path: &str) -> Option<u64> {
 /// `open("/proc/self/fd/<fd>", O_RDWR | O_CLOEXEC)`: a new open file description of the
 /// object behind `fd` (the same inode, checked with `fstat`), for locks of its own. Unlike
 /// reopening the name, it works after the name was removed or replaced.
-pub(crate) fn reopen(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+///
+/// Without `/proc` (some chroots and sandboxes), the name `os_name` is opened again (safely,
+/// see [`shm_open`]); the inode check then refuses an object that replaced ours.
+pub(crate) fn reopen(fd: BorrowedFd<'_>, os_name: &str) -> io::Result<OwnedFd> {
     use rustix::fs::OFlags;
     let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
-    let new = rustix::fs::open(path.as_str(), OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())?;
+    let new = match rustix::fs::open(path.as_str(), OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()) {
+        Ok(new) => new,
+        Err(rustix::io::Errno::NOENT) => shm_open(os_name, true)?,
+        Err(e) => return Err(e.into()),
+    };
     let (a, b) = (fstat(fd)?, fstat(new.as_fd())?);
     if (a.dev, a.ino) != (b.dev, b.ino) {
         return Err(io::Error::other("/proc/self/fd gave another file"));
@@ -430,6 +467,12 @@ use std::sync::atomic::{AtomicI32, AtomicPtr, Ordering as AtomicOrdering};
 
 /// This process's pid, as of the last fork (0 until the first handle is made).
 static PID: AtomicU32 = AtomicU32::new(0);
+/// How many forks lie between the first process and this one: strictly increasing along
+/// every chain of forks, so unlike a pid (which a grandchild may get again after the pid
+/// space wraps) it tells a handle's own process from every descendant.
+static EPOCH: AtomicU32 = AtomicU32::new(0);
+/// Whether the fork handlers and the placeholder are in place.
+static FORK_READY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 /// Bit 31: a fork is being prepared; bits 0..31: descriptors being opened and registered.
 static GATE: AtomicU32 = AtomicU32::new(0);
 const FORKING: u32 = 1 << 31;
@@ -448,22 +491,26 @@ static FDS: FdBlock = FdBlock {
     next: AtomicPtr::new(std::ptr::null_mut()),
 };
 
-/// Installs the fork handlers once per process.
-fn fork_init() {
+/// Installs the fork handlers once per process; `false` if they could not be (no
+/// descriptor left for the placeholder, or `pthread_atfork` failed), in which case no lock
+/// descriptor may be opened (see [`ObjectFd::open`]).
+fn fork_init() -> bool {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         PID.store(pid(), AtomicOrdering::SeqCst);
-        if let Ok(fd) = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC) {
-            use std::os::fd::IntoRawFd;
-            PLACEHOLDER.store(fd.into_raw_fd(), AtomicOrdering::SeqCst);
-        }
+        let Ok(fd) = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC) else {
+            return;
+        };
+        use std::os::fd::IntoRawFd;
+        PLACEHOLDER.store(fd.into_raw_fd(), AtomicOrdering::SeqCst);
         // SAFETY: the three handlers are `extern "C"` functions that live forever and do
         // only what a fork handler may (atomics; getpid and dup3 in the child).
         let rc = unsafe {
             libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child))
         };
-        debug_assert_eq!(rc, 0, "pthread_atfork failed");
+        FORK_READY.store(rc == 0, AtomicOrdering::SeqCst);
     });
+    FORK_READY.load(AtomicOrdering::SeqCst)
 }
 
 /// Before `fork`: wait until no descriptor is between its `open` and its registration (a
@@ -471,7 +518,9 @@ fn fork_init() {
 extern "C" fn fork_prepare() {
     GATE.fetch_or(FORKING, AtomicOrdering::AcqRel);
     while GATE.load(AtomicOrdering::Acquire) & !FORKING != 0 {
-        std::hint::spin_loop();
+        // Not a handler of the child: yielding is allowed, and lets an opener on our CPU
+        // finish even if we run at a real-time priority.
+        std::thread::yield_now();
     }
 }
 
@@ -484,6 +533,7 @@ extern "C" fn fork_parent() {
 extern "C" fn fork_child() {
     // SAFETY: getpid is async-signal-safe and cannot fail.
     PID.store(unsafe { libc::getpid() } as u32, AtomicOrdering::SeqCst);
+    EPOCH.fetch_add(1, AtomicOrdering::SeqCst);
     let placeholder = PLACEHOLDER.load(AtomicOrdering::SeqCst);
     let mut block: *const FdBlock = &FDS;
     while !block.is_null() {
@@ -492,16 +542,10 @@ extern "C" fn fork_child() {
         for slot in &b.fds {
             let fd = slot.load(AtomicOrdering::SeqCst);
             if fd >= 0 {
-                if placeholder >= 0 {
-                    // SAFETY: dup3 is async-signal-safe; replacing `fd` drops our reference
-                    // to its open file description (and so to the locks on it).
-                    unsafe { libc::dup3(placeholder, fd, libc::O_CLOEXEC) };
-                } else {
-                    // No placeholder: closing is the lesser evil (the number may be reused
-                    // by a later open in the child, which our `Drop` would then close).
-                    // SAFETY: close is async-signal-safe.
-                    unsafe { libc::close(fd) };
-                }
+                // SAFETY: dup3 is async-signal-safe; replacing `fd` drops our reference to
+                // its open file description (and so to the locks on it). `placeholder` is
+                // valid: no descriptor is registered without it (`ObjectFd::open`).
+                unsafe { libc::dup3(placeholder, fd, libc::O_CLOEXEC) };
             }
         }
         block = b.next.load(AtomicOrdering::SeqCst);
@@ -516,7 +560,6 @@ pub(crate) struct OpenGate(());
 impl OpenGate {
     /// Enters the gate (waiting while a fork is being prepared).
     pub(crate) fn enter() -> OpenGate {
-        fork_init();
         loop {
             let g = GATE.load(AtomicOrdering::Acquire);
             if g & FORKING == 0
@@ -605,24 +648,37 @@ pub(crate) fn unregister_fd(fd: BorrowedFd<'_>) {
 
 /// The process a handle belongs to: the one that created or opened it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct HandleOwner(u32);
+pub(crate) struct HandleOwner {
+    pid: u32,
+    epoch: u32,
+}
 
 impl HandleOwner {
     /// This process.
     pub(crate) fn current() -> HandleOwner {
         fork_init();
-        HandleOwner(PID.load(AtomicOrdering::Relaxed))
+        HandleOwner {
+            pid: pid(),
+            epoch: EPOCH.load(AtomicOrdering::Relaxed),
+        }
     }
 
-    /// Whether we are that process (one relaxed load: cheap enough for every operation).
+    /// Whether we are that process, as far as `fork()` tells (one relaxed load: cheap
+    /// enough for every operation).
     #[inline]
     pub(crate) fn is_current(self) -> bool {
-        PID.load(AtomicOrdering::Relaxed) == self.0
+        EPOCH.load(AtomicOrdering::Relaxed) == self.epoch
+    }
+
+    /// [`is_current`](Self::is_current), and the same pid now (`getpid`): also catches a
+    /// child made without the fork handlers (a raw `clone`). For `Drop`, not hot paths.
+    pub(crate) fn is_current_strict(self) -> bool {
+        self.is_current() && pid() == self.pid
     }
 
     /// Its pid.
     pub(crate) fn pid(self) -> u32 {
-        self.0
+        self.pid
     }
 }
 
@@ -640,6 +696,11 @@ pub(crate) struct ObjectFd(Option<OwnedFd>);
 impl ObjectFd {
     /// Runs `open` and registers the descriptor it returns, with no fork in between.
     pub(crate) fn open(open: impl FnOnce() -> io::Result<OwnedFd>) -> io::Result<ObjectFd> {
+        if !fork_init() {
+            return Err(io::Error::other(
+                "cannot install the fork handlers (no descriptor left for the placeholder?)",
+            ));
+        }
         let gate = OpenGate::enter();
         let fd = open()?;
         register_fd(fd.as_fd(), &gate);

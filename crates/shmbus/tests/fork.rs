@@ -24,8 +24,9 @@ fn bp() -> ChannelConfig {
 /// `fork()`: `Some(0)` in the child, the child's pid in the parent.
 fn fork() -> u32 {
     std::io::stdout().flush().unwrap();
-    // SAFETY: the child only runs code that is safe after fork in this process (it has one
-    // other thread, libtest's main thread, which holds no lock while it waits for us).
+    // SAFETY: the child only runs code that is safe after fork in this process: the other
+    // threads (libtest's main thread, waiting for us; a receive handler asleep on a futex)
+    // hold no lock the child needs, and glibc's malloc is fork-safe.
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork failed");
     pid as u32

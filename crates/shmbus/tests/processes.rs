@@ -444,3 +444,30 @@ fn objects_of_other_owners_are_refused_by_default() {
     // Looking is always allowed.
     assert_eq!(shmbus::inspect(_board.name()).unwrap().owner, other);
 }
+
+#[test]
+fn opening_while_the_creator_is_mid_create_never_reports_a_false_error() {
+    // The reviewer's race: an opener that saw the size before `fallocate` and READY after
+    // it said "sparse"; one that read the fields before READY said "not shmbus".
+    let ns = Ns::new("proc");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let creator = {
+        let (opts, stop) = (ns.opts(), stop.clone());
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_millis(1500) {
+                drop(Blackboard::create_with("racy", 4096, &opts).unwrap());
+            }
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        })
+    };
+    let mut opened = 0u64;
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        match Blackboard::open_with("racy", &ns.opts().open_timeout(Duration::from_millis(50))) {
+            Ok(_) => opened += 1,
+            Err(Error::NotFound { .. } | Error::NotReady { .. }) => {}
+            Err(e) => panic!("false error after {opened} opens: {e}"),
+        }
+    }
+    creator.join().unwrap();
+}
