@@ -229,9 +229,15 @@ impl Segment {
             },
             _ => os_error(&name, "create", e),
         })?;
+        // Our object's identity, taken first so that cleaning up after a failure below
+        // removes the name only while it is still ours (as `Drop` does).
+        let stat = sys::fstat(sys::borrow(&fd)).map_err(|e| {
+            let _ = sys::shm_unlink(name.os_name()); // just made with O_EXCL: ours
+            os_error(&name, "stat", e)
+        })?;
         // From here on, a failure must not leave a half-made object behind.
         let unlink_on_error = |err: Error| {
-            let _ = sys::shm_unlink(name.os_name());
+            unlink_if_ours(&name, &stat);
             err
         };
         let no_space = |e: io::Error| {
@@ -247,8 +253,6 @@ impl Segment {
         sys::ftruncate(sys::borrow(&fd), total).map_err(|e| unlink_on_error(no_space(e)))?;
         // Every page now: a full /dev/shm is an error here, never a SIGBUS at a later write.
         sys::fallocate(sys::borrow(&fd), total).map_err(|e| unlink_on_error(no_space(e)))?;
-        let stat = sys::fstat(sys::borrow(&fd))
-            .map_err(|e| unlink_on_error(os_error(&name, "stat", e)))?;
         let map = Mapping::new(sys::borrow(&fd), total as usize, true, true)
             .map_err(|e| unlink_on_error(os_error(&name, "map", e)))?;
         let raw = map.as_ptr().cast::<RawHeader>();
@@ -532,13 +536,17 @@ impl Drop for Segment {
         if !self.remove_on_drop || !self.dropping_here() {
             return;
         }
-        // Only remove the name if it still refers to *our* object: someone may have removed
-        // it and created a new one under the same name meanwhile. `lstat` needs no new
-        // descriptor, so this works at the descriptor limit too.
-        if let Ok(st) = sys::stat_shm(self.name.os_name()) {
-            if (st.dev, st.ino) == (self.stat.dev, self.stat.ino) {
-                let _ = sys::shm_unlink(self.name.os_name());
-            }
+        unlink_if_ours(&self.name, &self.stat);
+    }
+}
+
+/// Removes `name` only if it still refers to *our* object (`ours`, from `fstat`): someone
+/// may have removed it and created a new one under the same name meanwhile. `lstat` needs no
+/// new descriptor, so this works at the descriptor limit too.
+fn unlink_if_ours(name: &Name, ours: &FileStat) {
+    if let Ok(st) = sys::stat_shm(name.os_name()) {
+        if (st.dev, st.ino) == (ours.dev, ours.ino) {
+            let _ = sys::shm_unlink(name.os_name());
         }
     }
 }
