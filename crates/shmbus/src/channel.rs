@@ -315,6 +315,8 @@ pub struct Publisher {
     ch: Channel,
     st: PubState,
     last_reclaim: Instant,
+    /// The loan taken by [`Publisher::hold_loan`], until committed or discarded.
+    held: Option<Reserved>,
 }
 
 impl Publisher {
@@ -365,6 +367,7 @@ impl Publisher {
             ch,
             st,
             last_reclaim: Instant::now(),
+            held: None,
         })
     }
 
@@ -426,8 +429,65 @@ impl Publisher {
         Ok(Loan { publisher: self, r })
     }
 
+    /// Reserves `len` bytes for a zero-copy send like [`loan`](Self::loan), but the
+    /// publisher keeps the reservation instead of lending it out: for bindings to languages
+    /// whose objects cannot hold a Rust borrow (the C and Python APIs). Fill the returned
+    /// bytes (or later [`held_loan`](Self::held_loan)), then
+    /// [`commit_held`](Self::commit_held); [`discard_held`](Self::discard_held), any other
+    /// send or loan, or dropping the publisher publishes nothing.
+    ///
+    /// `timeout`: `None` waits for room as long as it takes, `Some(Duration::ZERO)` does not
+    /// wait ([`Error::Full`]), otherwise [`Error::Timeout`].
+    ///
+    /// ```
+    /// # shmbus::doctest_namespace();
+    /// use shmbus::{ChannelConfig, Publisher, Subscriber};
+    ///
+    /// let mut publisher = Publisher::create("doc.channel.held", ChannelConfig::default())?;
+    /// let mut subscriber = Subscriber::open("doc.channel.held")?;
+    /// publisher.hold_loan(5, None)?.copy_from_slice(b"hello");
+    /// publisher.commit_held()?;
+    /// assert_eq!(subscriber.recv()?, b"hello");
+    /// # Ok::<(), shmbus::Error>(())
+    /// ```
+    pub fn hold_loan(&mut self, len: usize, timeout: Option<Duration>) -> Result<&mut [u8]> {
+        let wait = timeout != Some(Duration::ZERO);
+        let r = self.reserve(len, Deadline::after(timeout), wait)?;
+        self.held = Some(r);
+        Ok(self.held_loan().expect("just reserved"))
+    }
+
+    /// The bytes of the loan [`hold_loan`](Self::hold_loan) took, if it is still held.
+    pub fn held_loan(&mut self) -> Option<&mut [u8]> {
+        let r = self.held?;
+        let start = r.payload_word(self.ch.config.capacity as u64) * 8;
+        let bytes = loan_bytes(self.ch.ring().data, start, r.len as usize);
+        // SAFETY: see `loan_bytes`; the reservation is ours until committed or discarded,
+        // and `&mut self` is borrowed for as long as the slice lives.
+        #[allow(unsafe_code)]
+        Some(unsafe { &mut *bytes })
+    }
+
+    /// Publishes the loan [`hold_loan`](Self::hold_loan) took. [`Error::NoLoan`] when none
+    /// is held (never taken, already committed, or discarded by another send).
+    pub fn commit_held(&mut self) -> Result<()> {
+        self.check_here()?;
+        let r = self.held.take().ok_or_else(|| Error::NoLoan {
+            name: self.ch.name(),
+        })?;
+        self.ch.ring().commit(&mut self.st, r);
+        Ok(())
+    }
+
+    /// Gives up the loan [`hold_loan`](Self::hold_loan) took, if any: nothing is published.
+    pub fn discard_held(&mut self) {
+        self.held = None;
+    }
+
     fn reserve(&mut self, len: usize, deadline: Deadline, wait: bool) -> Result<Reserved> {
         self.check_here()?;
+        // Any new reservation overwrites a held one's room.
+        self.held = None;
         if len > self.ch.config.max_message {
             return Err(Error::TooLarge {
                 name: self.ch.name(),
@@ -612,6 +672,8 @@ pub struct Subscriber {
     slot: usize,
     /// The cursor last published in our slot (back-pressure).
     released: u64,
+    /// Messages lost so far (lossy), as reported by `Error::Lagged`.
+    lost: u64,
 }
 
 impl Subscriber {
@@ -655,6 +717,7 @@ impl Subscriber {
             released: st.cursor,
             st,
             slot,
+            lost: 0,
         })
     }
 
@@ -696,20 +759,13 @@ impl Subscriber {
 
     /// [`try_recv`](Self::try_recv) into a reused buffer.
     pub fn try_recv_into(&mut self, buf: &mut Vec<u8>) -> Result<()> {
-        if self.poll(buf)? {
-            return Ok(());
+        if self.st.verify {
+            let sink = &mut |w: &[AtomicU64], len| Ring::copy_payload(w, len, buf);
+            self.receive(Wait::No, usize::MAX, sink, true)
+        } else {
+            let sink = &mut |w: &[AtomicU64], len| Ring::copy_payload_quiescent(w, len, buf);
+            self.receive(Wait::No, usize::MAX, sink, true)
         }
-        let closed = self.ch.ring().ctl.publisher.state.load(Acquire) == ring::CLOSED;
-        // Closed: one more poll, for a message committed just before the close.
-        if closed && !self.poll(buf)? {
-            return Err(Error::Disconnected {
-                name: self.ch.name(),
-            });
-        }
-        if closed {
-            return Ok(());
-        }
-        Err(Error::Empty)
     }
 
     /// Receives the next message, waiting at most `timeout` ([`Error::Timeout`]).
@@ -740,6 +796,21 @@ impl Subscriber {
     /// [`Error::WrongMode`] until it has read the messages published before it joined: the
     /// publisher did not keep those for it, so they are only ever copied.
     pub fn recv_ref(&mut self) -> Result<Sample<'_>> {
+        self.recv_ref_with(Wait::Forever)
+    }
+
+    /// [`recv_ref`](Self::recv_ref) if a message is waiting: [`Error::Empty`] otherwise, or
+    /// [`Error::Disconnected`] once the stream is closed and drained.
+    pub fn try_recv_ref(&mut self) -> Result<Sample<'_>> {
+        self.recv_ref_with(Wait::No)
+    }
+
+    /// [`recv_ref`](Self::recv_ref), waiting at most `timeout` ([`Error::Timeout`]).
+    pub fn recv_ref_timeout(&mut self, timeout: Duration) -> Result<Sample<'_>> {
+        self.recv_ref_with(Wait::For(timeout))
+    }
+
+    fn recv_ref_with(&mut self, wait: Wait) -> Result<Sample<'_>> {
         if self.ch.config.mode != Mode::Backpressure {
             return Err(Error::WrongMode {
                 name: self.ch.name(),
@@ -756,9 +827,9 @@ impl Subscriber {
             });
         }
         let mut range = (0, 0);
-        self.wait_with(
-            Deadline::after(None),
-            None,
+        self.receive(
+            wait,
+            usize::MAX,
             &mut |words: &[AtomicU64], len| {
                 range = (words.as_ptr() as usize, len);
             },
@@ -771,26 +842,117 @@ impl Subscriber {
         })
     }
 
-    /// One non-blocking attempt: `Ok(true)` with a message in `buf`, `Ok(false)` if none.
-    fn poll(&mut self, buf: &mut Vec<u8>) -> Result<bool> {
-        if self.st.verify {
-            self.poll_with(&mut |w, len| Ring::copy_payload(w, len, buf), true)
-        } else {
-            self.poll_with(
-                &mut |w, len| Ring::copy_payload_quiescent(w, len, buf),
-                true,
-            )
-        }
+    /// Receives the next message into `buf` and returns its length, waiting as long as it
+    /// takes: no allocation, for callers with a fixed buffer. A message longer than `buf`
+    /// stays unread: [`Error::BufferTooSmall`] says how long it is, and the next receive
+    /// with a large enough buffer gets it. Other errors as [`recv`](Self::recv).
+    ///
+    /// ```
+    /// # shmbus::doctest_namespace();
+    /// use shmbus::{ChannelConfig, Error, Publisher, Subscriber};
+    ///
+    /// let mut publisher = Publisher::create("doc.channel.slice", ChannelConfig::default())?;
+    /// let mut subscriber = Subscriber::open("doc.channel.slice")?;
+    /// publisher.send(b"twelve bytes")?;
+    /// let mut small = [0u8; 4];
+    /// match subscriber.try_recv_slice(&mut small) {
+    ///     Err(Error::BufferTooSmall { needed, .. }) => assert_eq!(needed, 12),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// let mut buf = [0u8; 64];
+    /// let n = subscriber.recv_slice(&mut buf)?; // the same message, still unread
+    /// assert_eq!(&buf[..n], b"twelve bytes");
+    /// # Ok::<(), shmbus::Error>(())
+    /// ```
+    pub fn recv_slice(&mut self, buf: &mut [u8]) -> Result<usize> {
+        self.recv_slice_with(buf, Wait::Forever)
     }
 
-    fn poll_with(
+    /// [`recv_slice`](Self::recv_slice) if a message is waiting: [`Error::Empty`]
+    /// otherwise, or [`Error::Disconnected`] once the stream is closed and drained.
+    pub fn try_recv_slice(&mut self, buf: &mut [u8]) -> Result<usize> {
+        self.recv_slice_with(buf, Wait::No)
+    }
+
+    /// [`recv_slice`](Self::recv_slice), waiting at most `timeout` ([`Error::Timeout`]).
+    pub fn recv_slice_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
+        self.recv_slice_with(buf, Wait::For(timeout))
+    }
+
+    fn recv_slice_with(&mut self, buf: &mut [u8], wait: Wait) -> Result<usize> {
+        let verify = self.st.verify;
+        let limit = buf.len();
+        let mut n = 0;
+        self.receive(
+            wait,
+            limit,
+            &mut |words: &[AtomicU64], len| {
+                // `try_read_limited` hands over only messages of at most `limit` bytes.
+                let dst = &mut buf[..len];
+                let src = &words[..len.div_ceil(8)];
+                if verify {
+                    crate::shared_bytes::load_bytes(src, dst);
+                } else {
+                    crate::shared_bytes::load_bytes_quiescent(src, dst);
+                }
+                n = len;
+            },
+            true,
+        )?;
+        Ok(n)
+    }
+
+    /// Messages lost so far on a lossy channel: the sum of every [`Error::Lagged`] this
+    /// subscriber has returned (always 0 in back-pressure mode).
+    pub fn lost(&self) -> u64 {
+        self.lost
+    }
+
+    /// One receive into `sink` (which takes at most `limit` bytes), waiting as `wait` says.
+    fn receive(
         &mut self,
+        wait: Wait,
+        limit: usize,
+        sink: &mut dyn FnMut(&[AtomicU64], usize),
+        release: bool,
+    ) -> Result<()> {
+        let timeout = match wait {
+            Wait::Forever => None,
+            Wait::For(t) => Some(t),
+            Wait::No => {
+                if self.poll_limited(limit, sink, release)? {
+                    return Ok(());
+                }
+                let closed = self.ch.ring().ctl.publisher.state.load(Acquire) == ring::CLOSED;
+                // Closed: one more poll, for a message committed just before the close.
+                if closed && self.poll_limited(limit, sink, release)? {
+                    return Ok(());
+                }
+                return Err(if closed {
+                    Error::Disconnected {
+                        name: self.ch.name(),
+                    }
+                } else {
+                    Error::Empty
+                });
+            }
+        };
+        self.wait_limited(Deadline::after(timeout), None, limit, sink, release)
+    }
+
+    /// One non-blocking attempt with a sink that has room for `limit` bytes: `Ok(true)`
+    /// when a message went to the sink, `Ok(false)` if none is waiting; a longer message
+    /// stays unread ([`Error::BufferTooSmall`]). `release` publishes our progress (not for
+    /// a borrowed sample, whose bytes must stay).
+    fn poll_limited(
+        &mut self,
+        limit: usize,
         sink: &mut dyn FnMut(&[AtomicU64], usize),
         release: bool,
     ) -> Result<bool> {
         self.check_here()?;
         let ring = self.ch.ring();
-        match ring.try_read(&mut self.st, sink) {
+        match ring.try_read_limited(&mut self.st, limit as u64, sink) {
             Ok(Next::Message) => {
                 if release {
                     self.release(false);
@@ -802,7 +964,15 @@ impl Subscriber {
                 self.release(true);
                 Ok(false)
             }
-            Ok(Next::Lagged(lost)) => Err(Error::Lagged { lost }),
+            Ok(Next::Lagged(lost)) => {
+                self.lost = self.lost.wrapping_add(lost);
+                Err(Error::Lagged { lost })
+            }
+            Ok(Next::TooLong(needed)) => Err(Error::BufferTooSmall {
+                name: self.ch.name(),
+                needed: usize::try_from(needed).unwrap_or(usize::MAX),
+                len: limit,
+            }),
             Err(reason) => Err(self.ch.corrupt(reason)),
         }
     }
@@ -859,7 +1029,19 @@ impl Subscriber {
         sink: &mut dyn FnMut(&[AtomicU64], usize),
         release: bool,
     ) -> Result<()> {
-        if self.poll_with(sink, release)? {
+        self.wait_limited(deadline, stop, usize::MAX, sink, release)
+    }
+
+    /// [`wait_with`](Self::wait_with) for a sink with room for `limit` bytes.
+    fn wait_limited(
+        &mut self,
+        deadline: Deadline,
+        stop: Option<&Stopper>,
+        limit: usize,
+        sink: &mut dyn FnMut(&[AtomicU64], usize),
+        release: bool,
+    ) -> Result<()> {
+        if self.poll_limited(limit, sink, release)? {
             return Ok(());
         }
         let ch = self.ch.clone();
@@ -867,7 +1049,7 @@ impl Subscriber {
         let mut got = None;
         // Spin until a message, an error, the end of the stream, or the deadline.
         if spin_until(deadline.cap(ch.spin), || {
-            got = Some(self.poll_with(sink, release));
+            got = Some(self.poll_limited(limit, sink, release));
             !matches!(got, Some(Ok(false))) || ctl.publisher.state.load(Acquire) == ring::CLOSED
         }) && !matches!(got, Some(Ok(false)))
         {
@@ -883,7 +1065,7 @@ impl Subscriber {
         let mut probe = false;
         let result = loop {
             let notify = ctl.publisher.notify.load(Acquire);
-            match self.poll_with(sink, release) {
+            match self.poll_limited(limit, sink, release) {
                 Ok(true) => break Ok(()),
                 Ok(false) => {}
                 Err(e) => break Err(e),
@@ -892,7 +1074,7 @@ impl Subscriber {
                 ring::CLOSED => break Err(Error::Disconnected { name: ch.name() }),
                 ring::OPEN if probe && !ch.publisher_alive() => {
                     // Dead: drain first (a final poll after the liveness check), then say so.
-                    match self.poll_with(sink, release) {
+                    match self.poll_limited(limit, sink, release) {
                         Ok(true) => break Ok(()),
                         Ok(false) => break Err(Error::PublisherGone { name: ch.name() }),
                         Err(e) => break Err(e),
@@ -974,6 +1156,17 @@ impl Drop for Subscriber {
             ring.release(slot, self.st.cursor);
         }
     }
+}
+
+/// How long a receive waits.
+#[derive(Clone, Copy, Debug)]
+enum Wait {
+    /// As long as it takes.
+    Forever,
+    /// Not at all.
+    No,
+    /// At most this long.
+    For(Duration),
 }
 
 /// A message handed to a receive handler.

@@ -312,6 +312,16 @@ pub enum Error {
         slots: u32,
     },
 
+    /// [`crate::Publisher::commit_held`] found no held loan.
+    #[error(
+        "the publisher of {name} holds no loan to commit: take one first (hold_loan, \
+         shmbus_publisher_loan); a send or another loan in between discards it"
+    )]
+    NoLoan {
+        /// The channel.
+        name: String,
+    },
+
     /// A back-pressure channel is full: a subscriber has not consumed what would be
     /// overwritten.
     #[error(

@@ -228,6 +228,9 @@ pub(crate) enum Next {
     /// `n` messages were overwritten before we could read them; the next read continues with
     /// the oldest message still in the ring.
     Lagged(u64),
+    /// The next message is longer than the reader's limit (its length): it was not handed
+    /// to the sink and stays unread.
+    TooLong(u64),
 }
 
 impl Ring<'_> {
@@ -468,9 +471,23 @@ impl Ring<'_> {
 
     /// Reads the next message into `sink(payload_words_start, len)`.
     #[inline]
+    #[cfg(test)]
     pub(crate) fn try_read(
         &self,
         st: &mut SubState,
+        sink: &mut dyn FnMut(&[AtomicU64], usize),
+    ) -> Result<Next, String> {
+        self.try_read_limited(st, u64::MAX, sink)
+    }
+
+    /// [`try_read`](Self::try_read) for a reader with room for at most `limit` bytes: a
+    /// longer message is not handed to the sink and stays unread ([`Next::TooLong`], after
+    /// the same checks as a read, so its length is believable and any loss before it is
+    /// reported first).
+    pub(crate) fn try_read_limited(
+        &self,
+        st: &mut SubState,
+        limit: u64,
         sink: &mut dyn FnMut(&[AtomicU64], usize),
     ) -> Result<Next, String> {
         let p = &*self.ctl.publisher;
@@ -511,7 +528,9 @@ impl Ring<'_> {
             let (kind, len, seq) = self.header(cur);
             let size = self.checked_size(cur, tail, kind, len);
             if let (Some(_), KIND_DATA) = (size, kind) {
-                sink(&self.data[self.word(cur) + 2..], len as usize);
+                if len <= limit {
+                    sink(&self.data[self.word(cur) + 2..], len as usize);
+                }
             }
             if st.verify {
                 // SYNC: pairs with the publisher's fence(Release) after `tail_intent`.
@@ -549,6 +568,9 @@ impl Ring<'_> {
                     return Err(format!("message {seq} arrived after message {e}"));
                 }
                 _ => {}
+            }
+            if len > limit {
+                return Ok(Next::TooLong(len));
             }
             st.expected = Some(seq.wrapping_add(1));
             st.cursor = cur + size;
@@ -694,6 +716,7 @@ mod tests {
                 loop {
                     match read(&ring, s).unwrap() {
                         (Next::Empty, _) => break,
+                        (Next::TooLong(n), _) => panic!("no limit, yet too long: {n}"),
                         (Next::Lagged(n), _) => *lost += n,
                         (Next::Message, got) => {
                             *received += 1;
@@ -800,6 +823,31 @@ mod tests {
     }
 
     #[test]
+    fn too_long_for_the_reader_stays_unread_after_loss_is_reported() {
+        let o = Owned::new(256, false);
+        let ring = o.ring();
+        let mut p = ring.attach_publisher(false).unwrap();
+        let mut s = ring.join(false);
+        for i in 0..10u8 {
+            send(&ring, &mut p, &[i; 40]);
+        }
+        let limited = |s: &mut SubState, limit| {
+            let mut out = Vec::new();
+            let next = ring
+                .try_read_limited(s, limit, &mut |w, len| Ring::copy_payload(w, len, &mut out))
+                .unwrap();
+            (next, out)
+        };
+        // The loss comes first; then the too-long message, as often as asked; then it is
+        // read whole with room enough, and nothing was skipped.
+        assert_eq!(limited(&mut s, 39).0, Next::Lagged(6));
+        assert_eq!(limited(&mut s, 39), (Next::TooLong(40), vec![]));
+        assert_eq!(limited(&mut s, 0), (Next::TooLong(40), vec![]));
+        assert_eq!(limited(&mut s, 40), (Next::Message, vec![6; 40]));
+        assert_eq!(limited(&mut s, 40), (Next::Message, vec![7; 40]));
+    }
+
+    #[test]
     fn replay_from_oldest() {
         let o = Owned::new(256, false);
         let ring = o.ring();
@@ -889,6 +937,7 @@ mod loom_tests {
                     }
                     Ok(Next::Lagged(n)) => lost += n,
                     Ok(Next::Empty) => {}
+                    Ok(Next::TooLong(n)) => panic!("no limit, yet too long: {n}"),
                     Err(e) => panic!("{e}"),
                 }
             }
@@ -898,6 +947,7 @@ mod loom_tests {
                     Ok(Next::Message) => received += 1,
                     Ok(Next::Lagged(n)) => lost += n,
                     Ok(Next::Empty) => break,
+                    Ok(Next::TooLong(n)) => panic!("no limit, yet too long: {n}"),
                     Err(e) => panic!("{e}"),
                 }
             }

@@ -467,3 +467,98 @@ fn duplex_request_times_out_when_the_server_does_not_answer() {
     // Each request gave up on time, including those that found the ring full.
     assert!(start.elapsed() < Duration::from_secs(30));
 }
+
+#[test]
+fn fixed_buffer_receive_leaves_a_too_long_message_unread() {
+    let ns = Ns::new("chan");
+    let opts = ns.opts();
+    for mode in [Mode::Lossy, Mode::Backpressure] {
+        let name = format!("slice-{}", mode.as_str());
+        let config = ChannelConfig {
+            mode,
+            ..ChannelConfig::with_capacity(4096)
+        };
+        let mut publisher = Publisher::create_with(&name, config, &opts).unwrap();
+        let mut sub = Subscriber::open_with(&name, &opts).unwrap();
+        let mut small = [0u8; 3];
+        assert!(matches!(sub.try_recv_slice(&mut small), Err(Error::Empty)));
+        assert!(matches!(
+            sub.recv_slice_timeout(&mut small, Duration::from_millis(5)),
+            Err(Error::Timeout)
+        ));
+        publisher.send(b"four").unwrap();
+        publisher.send(b"").unwrap();
+        for _ in 0..2 {
+            match sub.recv_slice(&mut small) {
+                Err(Error::BufferTooSmall {
+                    needed: 4, len: 3, ..
+                }) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        let mut buf = [0u8; 4];
+        assert_eq!(sub.recv_slice(&mut buf).unwrap(), 4);
+        assert_eq!(&buf, b"four");
+        assert_eq!(sub.recv_slice(&mut []).unwrap(), 0);
+        drop(publisher);
+        assert!(matches!(
+            sub.try_recv_slice(&mut buf),
+            Err(Error::Disconnected { .. })
+        ));
+    }
+}
+
+#[test]
+fn lost_counts_every_lagged_message_and_held_loans_publish_once() {
+    let ns = Ns::new("chan");
+    let opts = ns.opts();
+    let mut publisher =
+        Publisher::create_with("held", ChannelConfig::with_capacity(256), &opts).unwrap();
+    let mut sub = Subscriber::open_with("held", &opts).unwrap();
+    for i in 0..10u8 {
+        publisher.send(&[i; 40]).unwrap(); // 64-byte records: the ring holds 4
+    }
+    assert!(matches!(sub.try_recv(), Err(Error::Lagged { lost: 6 })));
+    assert_eq!(sub.lost(), 6);
+    while sub.try_recv().is_ok() {}
+
+    assert!(matches!(publisher.commit_held(), Err(Error::NoLoan { .. })));
+    publisher
+        .hold_loan(3, None)
+        .unwrap()
+        .copy_from_slice(b"abc");
+    assert_eq!(publisher.held_loan().unwrap(), b"abc");
+    publisher.commit_held().unwrap();
+    assert!(matches!(publisher.commit_held(), Err(Error::NoLoan { .. })));
+    // A send in between discards a held loan: only the send is published.
+    publisher.hold_loan(3, Some(Duration::ZERO)).unwrap();
+    publisher.send(b"sent").unwrap();
+    assert!(publisher.held_loan().is_none());
+    assert!(matches!(publisher.commit_held(), Err(Error::NoLoan { .. })));
+    publisher.hold_loan(1, None).unwrap();
+    publisher.discard_held();
+    assert_eq!(sub.try_recv().unwrap(), b"abc");
+    assert_eq!(sub.try_recv().unwrap(), b"sent");
+    assert!(matches!(sub.try_recv(), Err(Error::Empty)));
+    assert_eq!(sub.lost(), 6);
+}
+
+#[test]
+fn borrowed_receive_without_waiting() {
+    let ns = Ns::new("chan");
+    let opts = ns.opts();
+    let mut publisher = Publisher::create_with("borrow", bp(4096), &opts).unwrap();
+    let mut sub = Subscriber::open_with("borrow", &opts).unwrap();
+    assert!(matches!(sub.try_recv_ref(), Err(Error::Empty)));
+    assert!(matches!(
+        sub.recv_ref_timeout(Duration::from_millis(5)),
+        Err(Error::Timeout)
+    ));
+    publisher.send(b"in place").unwrap();
+    assert_eq!(&*sub.try_recv_ref().unwrap(), b"in place");
+    drop(publisher);
+    assert!(matches!(
+        sub.try_recv_ref(),
+        Err(Error::Disconnected { .. })
+    ));
+}
