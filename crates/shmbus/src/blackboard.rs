@@ -25,13 +25,13 @@ use crate::seqlock::{BoardControl, ReadError, Seqlock, WriteError};
 use crate::sync::AtomicU64;
 use crate::wait::Deadline;
 
-const CONTROL: usize = HEADER_SIZE;
-const DATA: usize = HEADER_SIZE + 256;
+pub(crate) const CONTROL: usize = HEADER_SIZE;
+pub(crate) const DATA: usize = HEADER_SIZE + 256;
 /// How long `write` waits for another live writer before it reports [`Error::Busy`].
 const WRITE_PATIENCE: Duration = Duration::from_secs(1);
 
 /// Bytes a blackboard of `capacity` needs after the header.
-pub(crate) fn layout_size(capacity: u64) -> u64 {
+pub(crate) const fn layout_size(capacity: u64) -> u64 {
     256 + capacity.div_ceil(8) * 8
 }
 

@@ -1071,7 +1071,15 @@ impl Subscriber {
                 Err(e) => break Err(e),
             }
             match ctl.publisher.state.load(Acquire) {
-                ring::CLOSED => break Err(Error::Disconnected { name: ch.name() }),
+                ring::CLOSED => {
+                    // One more poll: a message committed between our poll and the close
+                    // (the Acquire load above makes it visible) is still delivered.
+                    match self.poll_limited(limit, sink, release) {
+                        Ok(true) => break Ok(()),
+                        Ok(false) => break Err(Error::Disconnected { name: ch.name() }),
+                        Err(e) => break Err(e),
+                    }
+                }
                 ring::OPEN if probe && !ch.publisher_alive() => {
                     // Dead: drain first (a final poll after the liveness check), then say so.
                     match self.poll_limited(limit, sink, release) {

@@ -52,7 +52,7 @@ pub enum EventMode {
 }
 
 impl EventMode {
-    fn to_flags(self) -> u32 {
+    pub(crate) const fn to_flags(self) -> u32 {
         match self {
             EventMode::ManualReset => 0,
             EventMode::AutoReset => 1,
@@ -81,8 +81,8 @@ impl fmt::Display for EventMode {
 #[repr(C)]
 #[derive(Debug, Default)]
 pub(crate) struct EventState {
-    state: Padded<AtomicU32>,
-    waiters: Padded<AtomicU32>,
+    pub(crate) state: Padded<AtomicU32>,
+    pub(crate) waiters: Padded<AtomicU32>,
 }
 
 // SAFETY: repr(C), two atomics and alignment padding: valid for any bits, mutated only

@@ -59,7 +59,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub(crate) fn to_raw(self) -> u32 {
+    pub(crate) const fn to_raw(self) -> u32 {
         match self {
             Kind::Segment => 1,
             Kind::Event => 2,

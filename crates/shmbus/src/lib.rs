@@ -58,6 +58,7 @@ mod event;
 pub mod fuzzing;
 mod handler;
 mod header;
+mod layout_check;
 mod liveness;
 mod name;
 mod options;

@@ -1,0 +1,256 @@
+//! Turning C arguments into Rust values: handles, strings, buffers, timeouts. Every check a
+//! C caller's mistake can fail happens here and returns `SHMBUS_ERR_INVALID`, never a crash.
+
+use std::ffi::{c_char, c_void, CStr};
+use std::time::Duration;
+
+use crate::status::Fail;
+
+/// Tag of a handle that was closed (best effort against double close).
+pub(crate) const DEAD: u64 = 0xdead_dead_dead_dead;
+
+/// A handle type: a heap object whose first field is a tag unique to its type, so that a
+/// handle of another type (or a closed one, while its memory is not reused) is refused.
+///
+/// # Safety
+///
+/// `tag` must return the value of a field set to `TAG` at creation and changed by `kill`.
+pub(crate) unsafe trait Tagged: Sized {
+    /// The tag every live handle of this type carries.
+    const TAG: u64;
+    /// What the handle is, for messages ("publisher", ...).
+    const WHAT: &'static str;
+    /// The tag field.
+    fn tag(this: *const Self) -> u64;
+    /// Marks the handle closed.
+    fn kill(&mut self);
+}
+
+/// Implements [`Tagged`] and a constructor for a handle type whose first field is
+/// `tag: u64`: `tagged!(name, TAG, "what", field: Type, ...)`. (The struct itself is written
+/// out, not generated, so that cbindgen sees it.)
+macro_rules! tagged {
+    ($name:ident, $tag:expr, $what:literal, $($field:ident: $ty:ty),* $(,)?) => {
+        impl $name {
+            pub(crate) fn new($($field: $ty),*) -> $name {
+                $name { tag: $tag, $($field),* }
+            }
+        }
+
+        // SAFETY: `tag` is the field `new` sets to TAG and `kill` overwrites.
+        unsafe impl $crate::args::Tagged for $name {
+            const TAG: u64 = $tag;
+            const WHAT: &'static str = $what;
+            fn tag(this: *const Self) -> u64 {
+                // SAFETY: the caller (`check`) passes a non-null, aligned pointer that the C
+                // side claims is a live handle; reading its first field is the check.
+                unsafe { std::ptr::addr_of!((*this).tag).read_volatile() }
+            }
+            fn kill(&mut self) {
+                self.tag = $crate::args::DEAD;
+            }
+        }
+    };
+}
+pub(crate) use tagged;
+
+/// Checks that `p` looks like a live handle of type `T`.
+fn check<T: Tagged>(p: *const T, func: &str) -> Result<(), Fail> {
+    if p.is_null() {
+        return Err(Fail::invalid(format!("{func}: the {} is NULL", T::WHAT)));
+    }
+    if !p.cast::<u64>().is_aligned() {
+        return Err(Fail::invalid(format!(
+            "{func}: {p:p} is not a {} handle (misaligned)",
+            T::WHAT
+        )));
+    }
+    match T::tag(p) {
+        t if t == T::TAG => Ok(()),
+        DEAD => Err(Fail::invalid(format!(
+            "{func}: the {} at {p:p} was closed already",
+            T::WHAT
+        ))),
+        _ => Err(Fail::invalid(format!(
+            "{func}: {p:p} is not a {} handle (wrong type, or not from shmbus)",
+            T::WHAT
+        ))),
+    }
+}
+
+/// The handle behind `p`, for exclusive use.
+///
+/// # Safety
+///
+/// `p` is NULL or points to a handle this library returned and that is not closed, and no
+/// other thread uses it during the call (the header says which handles allow sharing).
+pub(crate) unsafe fn handle_mut<'a, T: Tagged>(p: *mut T, func: &str) -> Result<&'a mut T, Fail> {
+    check(p, func)?;
+    // SAFETY: non-null and tagged (checked); exclusive per the caller's contract.
+    Ok(unsafe { &mut *p })
+}
+
+/// The handle behind `p`, shared (for handles the header says threads may share).
+///
+/// # Safety
+///
+/// `p` is NULL or points to a handle this library returned and that is not closed.
+pub(crate) unsafe fn handle_ref<'a, T: Tagged>(p: *const T, func: &str) -> Result<&'a T, Fail> {
+    check(p, func)?;
+    // SAFETY: non-null and tagged (checked); live per the caller's contract.
+    Ok(unsafe { &*p })
+}
+
+/// Takes the handle back from C to drop it (for `*_close` and calls that consume a handle):
+/// `None` for NULL or for something that is not a live handle of type `T`.
+///
+/// # Safety
+///
+/// `p` is NULL or points to a handle this library returned, not closed, that no other
+/// thread uses; the caller never uses it again.
+pub(crate) unsafe fn take<T: Tagged>(p: *mut T, func: &str) -> Result<Box<T>, Fail> {
+    check(p, func)?;
+    // SAFETY: a live handle (checked), made by `Box::into_raw` in `give`, now given back.
+    let mut boxed = unsafe { Box::from_raw(p) };
+    boxed.kill();
+    Ok(boxed)
+}
+
+/// Hands a new handle to C through `out`.
+pub(crate) fn give<T: Tagged>(out: &mut *mut T, value: T) {
+    *out = Box::into_raw(Box::new(value));
+}
+
+/// An out-parameter: `*p` to write through.
+///
+/// # Safety
+///
+/// `p` is NULL or valid for writes of a `T`.
+pub(crate) unsafe fn out<'a, T>(p: *mut T, func: &str, what: &str) -> Result<&'a mut T, Fail> {
+    if p.is_null() || !p.is_aligned() {
+        return Err(Fail::invalid(format!(
+            "{func}: `{what}` must point to where the result goes (it is {p:p})"
+        )));
+    }
+    // SAFETY: non-null and aligned (checked); valid for writes per the caller's contract.
+    Ok(unsafe { &mut *p })
+}
+
+/// An optional out-parameter: `None` for NULL.
+///
+/// # Safety
+///
+/// As [`out`].
+pub(crate) unsafe fn out_opt<'a, T>(
+    p: *mut T,
+    func: &str,
+    what: &str,
+) -> Result<Option<&'a mut T>, Fail> {
+    if p.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: forwarded contract.
+    unsafe { out(p, func, what) }.map(Some)
+}
+
+/// A C string argument (a name, a namespace): valid UTF-8, NUL-terminated.
+///
+/// # Safety
+///
+/// `p` is NULL or points to a NUL-terminated string that outlives the call.
+pub(crate) unsafe fn text<'a>(p: *const c_char, func: &str, what: &str) -> Result<&'a str, Fail> {
+    if p.is_null() {
+        return Err(Fail::invalid(format!("{func}: the {what} is NULL")));
+    }
+    // SAFETY: non-null, NUL-terminated and live per the caller's contract.
+    let c = unsafe { CStr::from_ptr(p) };
+    c.to_str()
+        .map_err(|_| Fail::invalid(format!("{func}: the {what} is not valid UTF-8")))
+}
+
+/// A byte buffer to read from: `len` bytes at `p` (NULL only when `len` is 0).
+///
+/// # Safety
+///
+/// `p` is NULL or valid for reads of `len` bytes during the call.
+pub(crate) unsafe fn bytes<'a>(p: *const c_void, len: usize, func: &str) -> Result<&'a [u8], Fail> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if p.is_null() {
+        return Err(Fail::invalid(format!(
+            "{func}: the data pointer is NULL but the length is {len}"
+        )));
+    }
+    if len > isize::MAX as usize {
+        return Err(Fail::invalid(format!(
+            "{func}: a length of {len} bytes is impossible"
+        )));
+    }
+    // SAFETY: non-null, len ≤ isize::MAX (checked); readable per the caller's contract.
+    Ok(unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len) })
+}
+
+/// A byte buffer to write into: `cap` bytes at `p` (NULL only when `cap` is 0).
+///
+/// # Safety
+///
+/// `p` is NULL or valid for writes of `cap` bytes during the call.
+pub(crate) unsafe fn buffer<'a>(
+    p: *mut c_void,
+    cap: usize,
+    func: &str,
+) -> Result<&'a mut [u8], Fail> {
+    if cap == 0 {
+        return Ok(&mut []);
+    }
+    if p.is_null() {
+        return Err(Fail::invalid(format!(
+            "{func}: the buffer is NULL but its capacity is {cap}"
+        )));
+    }
+    if cap > isize::MAX as usize {
+        return Err(Fail::invalid(format!(
+            "{func}: a capacity of {cap} bytes is impossible"
+        )));
+    }
+    // SAFETY: non-null, cap ≤ isize::MAX (checked); writable per the caller's contract.
+    Ok(unsafe { std::slice::from_raw_parts_mut(p.cast::<u8>(), cap) })
+}
+
+/// How long a call may wait, from a C `timeout_ns`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// `timeout_ns < 0`: as long as it takes.
+    Forever,
+    /// `timeout_ns == 0`: not at all.
+    No,
+    /// `timeout_ns > 0`.
+    For(Duration),
+}
+
+impl Wait {
+    pub(crate) fn from_ns(timeout_ns: i64) -> Wait {
+        match timeout_ns {
+            t if t < 0 => Wait::Forever,
+            0 => Wait::No,
+            t => Wait::For(Duration::from_nanos(t as u64)),
+        }
+    }
+
+    /// As the `Option<Duration>` of Rust calls that take one (`None`: forever).
+    pub(crate) fn as_option(self) -> Option<Duration> {
+        match self {
+            Wait::Forever => None,
+            Wait::No => Some(Duration::ZERO),
+            Wait::For(d) => Some(d),
+        }
+    }
+}
+
+/// A duration argument in nanoseconds that must not be negative.
+pub(crate) fn duration(ns: i64, func: &str, what: &str) -> Result<Duration, Fail> {
+    u64::try_from(ns)
+        .map(Duration::from_nanos)
+        .map_err(|_| Fail::invalid(format!("{func}: the {what} ({ns} ns) is negative")))
+}

@@ -1,0 +1,456 @@
+#define _DEFAULT_SOURCE
+/* Single-process tests of the C API: every function's success path and every error path a C
+ * caller can meet, each checked for its status code and a message. Run in a namespace of
+ * its own (SHMBUS_NAMESPACE, set by the harness); under valgrind and the sanitizers too. */
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "shmbus.h"
+
+int spec_decls_ok(void);
+
+static int failures = 0;
+
+#define CHECK(cond)                                                                          \
+    do {                                                                                     \
+        if (!(cond)) {                                                                       \
+            fprintf(stderr, "%s:%d: CHECK(%s) failed; last error: %s\n", __FILE__, __LINE__, \
+                    #cond, shmbus_last_error());                                             \
+            failures++;                                                                      \
+        }                                                                                    \
+    } while (0)
+
+/* The call returns `want`, and a failure leaves a message. */
+#define EXPECT(want, call)                                                                   \
+    do {                                                                                     \
+        int rc_ = (call);                                                                    \
+        if (rc_ != (want)) {                                                                 \
+            fprintf(stderr, "%s:%d: %s returned %s, expected %s; last error: %s\n", __FILE__, \
+                    __LINE__, #call, shmbus_status_name(rc_), shmbus_status_name(want),      \
+                    shmbus_last_error());                                                    \
+            failures++;                                                                      \
+        } else if (rc_ != SHMBUS_OK && shmbus_last_error()[0] == '\0') {                     \
+            fprintf(stderr, "%s:%d: %s failed without a message\n", __FILE__, __LINE__, #call); \
+            failures++;                                                                      \
+        }                                                                                    \
+    } while (0)
+
+#define OK(call) EXPECT(SHMBUS_OK, call)
+
+static void test_version_and_errors(void) {
+    CHECK(strlen(shmbus_version()) > 0);
+    CHECK(shmbus_layout_version() > 0);
+    CHECK(strcmp(shmbus_status_name(SHMBUS_ERR_TIMEOUT), "SHMBUS_ERR_TIMEOUT") == 0);
+    CHECK(strcmp(shmbus_status_name(12345), "SHMBUS_ERR_UNKNOWN") == 0);
+    CHECK(spec_decls_ok());
+}
+
+static void test_channel(void) {
+    shmbus_channel_config cfg;
+    shmbus_channel_config_default(&cfg);
+    CHECK(cfg.capacity == 256 * 1024 && cfg.mode == SHMBUS_LOSSY);
+    shmbus_channel_config_default(NULL); /* ignored */
+    shmbus_publisher *p = NULL;
+    OK(shmbus_publisher_create("c.chan", &cfg, &p));
+    EXPECT(SHMBUS_ERR_EXISTS, shmbus_publisher_create("c.chan", &cfg, &p));
+    CHECK(strstr(shmbus_last_error(), "already exists") != NULL);
+    shmbus_subscriber *s = NULL;
+    OK(shmbus_subscriber_open("c.chan", &s));
+    CHECK(shmbus_publisher_subscriber_count(p) == 1);
+
+    char buf[64];
+    size_t len = 0;
+    EXPECT(SHMBUS_ERR_EMPTY, shmbus_subscriber_recv(s, buf, sizeof buf, &len, 0));
+    EXPECT(SHMBUS_ERR_TIMEOUT, shmbus_subscriber_recv(s, buf, sizeof buf, &len, 1000000));
+    OK(shmbus_publisher_send(p, "hello", 5));
+    OK(shmbus_publisher_send(p, NULL, 0)); /* an empty message */
+    /* Too small: the size needed, and the message stays unread. */
+    EXPECT(SHMBUS_ERR_TOO_SMALL, shmbus_subscriber_recv(s, buf, 2, &len, -1));
+    CHECK(len == 5);
+    EXPECT(SHMBUS_ERR_TOO_SMALL, shmbus_subscriber_recv(s, NULL, 0, &len, 0));
+    CHECK(len == 5);
+    OK(shmbus_subscriber_recv(s, buf, sizeof buf, &len, -1));
+    CHECK(len == 5 && memcmp(buf, "hello", 5) == 0);
+    OK(shmbus_subscriber_recv(s, NULL, 0, &len, 0));
+    CHECK(len == 0);
+
+    /* Zero-copy send. */
+    void *loan = NULL;
+    EXPECT(SHMBUS_ERR_NO_LOAN, shmbus_publisher_commit(p));
+    OK(shmbus_publisher_loan(p, 4, &loan));
+    memcpy(loan, "loan", 4);
+    OK(shmbus_publisher_commit(p));
+    OK(shmbus_publisher_loan(p, 3, &loan));
+    OK(shmbus_publisher_discard(p));
+    EXPECT(SHMBUS_ERR_NO_LOAN, shmbus_publisher_commit(p));
+    OK(shmbus_subscriber_recv(s, buf, sizeof buf, &len, 0));
+    CHECK(len == 4 && memcmp(buf, "loan", 4) == 0);
+    EXPECT(SHMBUS_ERR_EMPTY, shmbus_subscriber_recv(s, buf, sizeof buf, &len, 0));
+
+    /* Zero-copy receive needs back-pressure. */
+    const void *data = NULL;
+    EXPECT(SHMBUS_ERR_WRONG_MODE, shmbus_subscriber_recv_ref(s, &data, &len, 0));
+    EXPECT(SHMBUS_ERR_TOO_LARGE, shmbus_publisher_send(p, buf, cfg.max_message + 1));
+    CHECK(shmbus_publisher_published(p) == 3);
+    shmbus_channel_config got;
+    OK(shmbus_subscriber_config(s, &got));
+    CHECK(got.capacity == cfg.capacity && got.max_message == cfg.max_message);
+    CHECK(shmbus_subscriber_publisher_alive(s) == 1);
+
+    /* End of stream. */
+    shmbus_publisher_close(p);
+    CHECK(shmbus_subscriber_publisher_alive(s) == 0);
+    EXPECT(SHMBUS_ERR_DISCONNECTED, shmbus_subscriber_recv(s, buf, sizeof buf, &len, -1));
+    shmbus_subscriber_close(s);
+    EXPECT(SHMBUS_ERR_NOT_FOUND, shmbus_subscriber_open("c.chan", &s));
+    CHECK(strstr(shmbus_last_error(), "shmbus ls") != NULL);
+}
+
+static void test_lossy_counts_every_loss(void) {
+    shmbus_channel_config cfg;
+    shmbus_channel_config_with_capacity(&cfg, 1024);
+    shmbus_publisher *p = NULL;
+    shmbus_subscriber *s = NULL;
+    OK(shmbus_publisher_create("c.lossy", &cfg, &p));
+    OK(shmbus_subscriber_open("c.lossy", &s));
+    char msg[40];
+    for (int i = 0; i < 1000; i++) {
+        memset(msg, i & 0xff, sizeof msg);
+        OK(shmbus_publisher_send(p, msg, sizeof msg));
+    }
+    shmbus_publisher_close(p);
+    uint64_t received = 0;
+    int lagged = 0;
+    for (;;) {
+        char buf[64];
+        size_t len;
+        int rc = shmbus_subscriber_recv(s, buf, sizeof buf, &len, 0);
+        if (rc == SHMBUS_OK) {
+            received++;
+        } else if (rc == SHMBUS_ERR_LAGGED) {
+            lagged++;
+            CHECK(strstr(shmbus_last_error(), "lost") != NULL);
+        } else {
+            EXPECT(SHMBUS_ERR_DISCONNECTED, rc);
+            break;
+        }
+    }
+    CHECK(lagged == 1);
+    CHECK(shmbus_subscriber_lost(s) > 0);
+    CHECK(received + shmbus_subscriber_lost(s) == 1000);
+    shmbus_subscriber_close(s);
+}
+
+static void test_backpressure_and_borrow(void) {
+    shmbus_channel_config cfg;
+    shmbus_channel_config_with_capacity(&cfg, 1024);
+    cfg.mode = SHMBUS_BACKPRESSURE;
+    cfg.max_subscribers = 1;
+    shmbus_publisher *p = NULL;
+    shmbus_subscriber *s = NULL, *s2 = NULL;
+    OK(shmbus_publisher_create("c.bp", &cfg, &p));
+    OK(shmbus_subscriber_open("c.bp", &s));
+    EXPECT(SHMBUS_ERR_NO_SLOT, shmbus_subscriber_open("c.bp", &s2));
+    char msg[100] = {0};
+    int sent = 0;
+    while (shmbus_publisher_send_timeout(p, msg, sizeof msg, 0) == SHMBUS_OK) sent++;
+    EXPECT(SHMBUS_ERR_FULL, shmbus_publisher_send_timeout(p, msg, sizeof msg, 0));
+    EXPECT(SHMBUS_ERR_TIMEOUT, shmbus_publisher_send_timeout(p, msg, sizeof msg, 1000000));
+    void *loan;
+    EXPECT(SHMBUS_ERR_FULL, shmbus_publisher_loan_timeout(p, 10, &loan, 0));
+    CHECK(sent > 0);
+    const void *data = NULL;
+    size_t len = 0;
+    for (int i = 0; i < sent; i++) {
+        OK(shmbus_subscriber_recv_ref(s, &data, &len, 0));
+        CHECK(data != NULL && len == sizeof msg);
+        OK(shmbus_subscriber_release(s));
+    }
+    EXPECT(SHMBUS_ERR_EMPTY, shmbus_subscriber_recv_ref(s, &data, &len, 0));
+    OK(shmbus_publisher_send_timeout(p, "x", 1, 0)); /* room again */
+    OK(shmbus_subscriber_recv_ref(s, &data, &len, -1));
+    CHECK(len == 1 && *(const char *)data == 'x');
+    shmbus_subscriber_close(s); /* with a message still borrowed */
+    shmbus_publisher_close(p);
+}
+
+static void test_null_and_bad_handles(void) {
+    shmbus_publisher *p = NULL;
+    shmbus_subscriber *s = NULL;
+    char buf[8];
+    size_t len;
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_publisher_create(NULL, NULL, &p));
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_publisher_create("x", NULL, NULL));
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_publisher_create("bad name!", NULL, &p));
+    CHECK(strstr(shmbus_last_error(), "invalid name") != NULL);
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_publisher_create(".hidden", NULL, &p));
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_publisher_create("\xff\xfe", NULL, &p));
+    shmbus_channel_config cfg;
+    shmbus_channel_config_default(&cfg);
+    cfg.capacity = 1000; /* not a power of two */
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_publisher_create("x", &cfg, &p));
+    shmbus_channel_config_default(&cfg);
+    cfg.mode = 7;
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_publisher_create("x", &cfg, &p));
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_publisher_send(NULL, "x", 1));
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_publisher_commit(NULL));
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_subscriber_recv(NULL, buf, sizeof buf, &len, 0));
+    CHECK(shmbus_subscriber_lost(NULL) == 0);
+    CHECK(shmbus_publisher_published(NULL) == 0);
+
+    /* A handle of another type is refused, not used. */
+    shmbus_event *e = NULL;
+    OK(shmbus_event_create("c.wrongtype", 0, &e));
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_publisher_send((shmbus_publisher *)e, "x", 1));
+    CHECK(strstr(shmbus_last_error(), "not a publisher") != NULL);
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_subscriber_recv((shmbus_subscriber *)e, buf, 8, &len, 0));
+    shmbus_subscriber_close((shmbus_subscriber *)e); /* refused, the event lives on */
+    OK(shmbus_event_set(e));
+    /* A misaligned pointer. */
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_event_set((shmbus_event *)((char *)e + 1)));
+    shmbus_event_close(e);
+
+    OK(shmbus_publisher_create("c.nulls", NULL, &p));
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_publisher_send(p, NULL, 5));
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_publisher_loan(p, 4, NULL));
+    OK(shmbus_subscriber_open("c.nulls", &s));
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_subscriber_recv(s, NULL, 8, &len, 0));
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_subscriber_recv(s, buf, sizeof buf, NULL, 0));
+    shmbus_subscriber_close(s);
+    shmbus_publisher_close(p);
+
+    /* Every close accepts NULL. */
+    shmbus_publisher_close(NULL);
+    shmbus_subscriber_close(NULL);
+    shmbus_blackboard_close(NULL);
+    shmbus_event_close(NULL);
+    shmbus_duplex_close(NULL);
+    shmbus_segment_close(NULL);
+    shmbus_handler_close(NULL);
+    shmbus_options_close(NULL);
+}
+
+static void test_blackboard(void) {
+    shmbus_blackboard *b = NULL, *r = NULL;
+    EXPECT(SHMBUS_ERR_NOT_FOUND, shmbus_blackboard_open("c.board", &r));
+    OK(shmbus_blackboard_create("c.board", 64, &b));
+    OK(shmbus_blackboard_open("c.board", &r));
+    char buf[64];
+    size_t len = 99;
+    uint64_t version = 99;
+    OK(shmbus_blackboard_read(r, buf, sizeof buf, &len, &version));
+    CHECK(len == 0 && version == 0);
+    OK(shmbus_blackboard_write(b, "value-1", 7));
+    OK(shmbus_blackboard_read(r, buf, sizeof buf, &len, &version));
+    CHECK(len == 7 && version == 1 && memcmp(buf, "value-1", 7) == 0);
+    EXPECT(SHMBUS_ERR_TOO_SMALL, shmbus_blackboard_read(r, buf, 3, &len, &version));
+    CHECK(len == 7);
+    OK(shmbus_blackboard_read(r, buf, sizeof buf, &len, NULL));
+    EXPECT(SHMBUS_ERR_TOO_LARGE, shmbus_blackboard_write(b, buf, 65));
+    CHECK(shmbus_blackboard_version(r) == 1 && shmbus_blackboard_capacity(r) == 64);
+    uint64_t newer = 0;
+    EXPECT(SHMBUS_ERR_TIMEOUT, shmbus_blackboard_wait_newer(r, 1, 1000000, &newer));
+    OK(shmbus_blackboard_wait_newer(r, 0, 0, &newer));
+    CHECK(newer == 1);
+    shmbus_blackboard *same = NULL;
+    OK(shmbus_blackboard_create_or_open("c.board", 32, NULL, &same));
+    CHECK(shmbus_blackboard_capacity(same) == 64); /* an existing board keeps its capacity */
+    shmbus_blackboard_close(same);
+    /* A blackboard is not a channel. */
+    shmbus_subscriber *s = NULL;
+    EXPECT(SHMBUS_ERR_MISMATCH, shmbus_subscriber_open("c.board", &s));
+    shmbus_blackboard_close(r);
+    shmbus_blackboard_close(b);
+}
+
+static void test_events(void) {
+    shmbus_event *e = NULL, *o = NULL;
+    EXPECT(SHMBUS_ERR_NOT_FOUND, shmbus_event_open("c.event", &o));
+    OK(shmbus_event_create("c.event", 0, &e));
+    OK(shmbus_event_open("c.event", &o));
+    EXPECT(SHMBUS_ERR_TIMEOUT, shmbus_event_wait(o, 0));
+    EXPECT(SHMBUS_ERR_TIMEOUT, shmbus_event_wait(o, 1000000));
+    OK(shmbus_event_set(e));
+    CHECK(shmbus_event_is_set(o) == 1);
+    OK(shmbus_event_wait(o, -1));
+    CHECK(shmbus_event_is_set(o) == 0); /* auto-reset: taken */
+    shmbus_event_close(o);
+    shmbus_event_close(e);
+
+    OK(shmbus_event_create("c.manual", 1, &e));
+    OK(shmbus_event_set(e));
+    OK(shmbus_event_wait(e, 0));
+    OK(shmbus_event_wait(e, 0)); /* stays set */
+    OK(shmbus_event_reset(e));
+    EXPECT(SHMBUS_ERR_TIMEOUT, shmbus_event_wait(e, 0));
+    EXPECT(SHMBUS_ERR_MISMATCH, shmbus_event_create_or_open("c.manual", 0, NULL, &o));
+    shmbus_event_close(e);
+}
+
+struct seen {
+    pthread_mutex_t lock;
+    uint64_t count, last_version, lost;
+    char last[32];
+};
+
+static void on_message(const void *data, size_t len, uint64_t lost, void *user) {
+    struct seen *seen = user;
+    pthread_mutex_lock(&seen->lock);
+    seen->count++;
+    seen->lost += lost;
+    if (len < sizeof seen->last) {
+        memcpy(seen->last, data, len);
+        seen->last[len] = '\0';
+    }
+    pthread_mutex_unlock(&seen->lock);
+}
+
+static void on_update(const void *data, size_t len, uint64_t version, uint64_t skipped, void *user) {
+    (void)skipped;
+    on_message(data, len, 0, user);
+    struct seen *seen = user;
+    pthread_mutex_lock(&seen->lock);
+    seen->last_version = version;
+    pthread_mutex_unlock(&seen->lock);
+}
+
+static uint64_t count_of(struct seen *seen) {
+    pthread_mutex_lock(&seen->lock);
+    uint64_t n = seen->count;
+    pthread_mutex_unlock(&seen->lock);
+    return n;
+}
+
+static void test_handlers(void) {
+    struct seen seen = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, ""};
+    shmbus_publisher *p = NULL;
+    shmbus_subscriber *s = NULL;
+    shmbus_handler *h = NULL;
+    OK(shmbus_publisher_create("c.handled", NULL, &p));
+    OK(shmbus_subscriber_open("c.handled", &s));
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_subscriber_on_message(s, NULL, &seen, &h));
+    OK(shmbus_subscriber_on_message(s, on_message, &seen, &h)); /* s is consumed */
+    for (int i = 0; i < 100; i++) OK(shmbus_publisher_send(p, "msg", 3));
+    shmbus_publisher_close(p); /* the handler ends at the end of the stream */
+    for (int i = 0; i < 5000 && !shmbus_handler_is_finished(h); i++) usleep(1000);
+    CHECK(shmbus_handler_is_finished(h) == 1);
+    shmbus_handler_stats stats;
+    OK(shmbus_handler_stop(h, &stats));
+    CHECK(stats.delivered == 100 && count_of(&seen) == 100 && strcmp(seen.last, "msg") == 0);
+
+    struct seen board_seen = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, ""};
+    shmbus_blackboard *b = NULL;
+    OK(shmbus_blackboard_create("c.handled.board", 32, &b));
+    OK(shmbus_blackboard_write(b, "first", 5));
+    OK(shmbus_blackboard_on_update(b, 0, on_update, &board_seen, &h));
+    for (int i = 0; i < 5000 && count_of(&board_seen) < 1; i++) usleep(1000);
+    OK(shmbus_blackboard_write(b, "second", 6));
+    for (int i = 0; i < 5000 && board_seen.last_version < 2; i++) usleep(1000);
+    shmbus_handler_close(h);
+    CHECK(board_seen.last_version == 2 && strcmp(board_seen.last, "second") == 0);
+    shmbus_blackboard_close(b);
+}
+
+static void *echo_server(void *arg) {
+    shmbus_duplex *server = arg;
+    char buf[64];
+    size_t len;
+    uint64_t request;
+    /* One plain message, then one request, answered reversed. */
+    for (int i = 0; i < 2; i++) {
+        if (shmbus_duplex_recv(server, buf, sizeof buf, &len, &request, -1) != SHMBUS_OK) return NULL;
+        if (request != 0) {
+            char out[64];
+            for (size_t j = 0; j < len; j++) out[j] = buf[len - 1 - j];
+            shmbus_duplex_reply(server, request, out, len);
+        }
+    }
+    return NULL;
+}
+
+static void test_duplex(void) {
+    shmbus_duplex *server = NULL, *client = NULL;
+    EXPECT(SHMBUS_ERR_NOT_FOUND, shmbus_duplex_connect("c.link", NULL, &client));
+    OK(shmbus_duplex_listen("c.link", NULL, &server));
+    OK(shmbus_duplex_connect("c.link", NULL, &client));
+    EXPECT(SHMBUS_ERR_WRONG_MODE, shmbus_duplex_reply(server, 0, "x", 1));
+    pthread_t t;
+    pthread_create(&t, NULL, echo_server, server);
+    OK(shmbus_duplex_send(client, "note", 4));
+    char reply[64];
+    size_t len = 0;
+    EXPECT(SHMBUS_ERR_TOO_SMALL, shmbus_duplex_request(client, "abc", 3, reply, 1, &len, 5000000000LL));
+    CHECK(len == 3);
+    OK(shmbus_duplex_take_reply(client, reply, sizeof reply, &len));
+    CHECK(len == 3 && memcmp(reply, "cba", 3) == 0);
+    EXPECT(SHMBUS_ERR_NO_LOAN, shmbus_duplex_take_reply(client, reply, sizeof reply, &len));
+    pthread_join(t, NULL);
+    EXPECT(SHMBUS_ERR_TIMEOUT, shmbus_duplex_request(client, "x", 1, reply, sizeof reply, &len, 1000000));
+    shmbus_duplex_close(client);
+    shmbus_duplex_close(server);
+}
+
+static void test_segments_and_options(void) {
+    shmbus_options *o = NULL;
+    OK(shmbus_options_create(&o));
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_options_set_namespace(o, "bad namespace"));
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_options_set_mode(o, 01000));
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_options_set_spin(o, -1));
+    OK(shmbus_options_set_mode(o, 0640));
+    OK(shmbus_options_set_spin(o, 0));
+    OK(shmbus_options_set_open_timeout(o, 100000000));
+    OK(shmbus_options_allow_owner(o, 65534));
+    char ns[64];
+    snprintf(ns, sizeof ns, "%s-opts", getenv("SHMBUS_NAMESPACE") ? getenv("SHMBUS_NAMESPACE") : "c");
+    OK(shmbus_options_set_namespace(o, ns));
+    shmbus_segment *seg = NULL, *other = NULL;
+    OK(shmbus_segment_create("c.seg", 100, o, &seg));
+    /* Another namespace: not found without the options. */
+    EXPECT(SHMBUS_ERR_NOT_FOUND, shmbus_segment_open("c.seg", NULL, &other));
+    OK(shmbus_segment_open("c.seg", o, &other));
+    CHECK(shmbus_segment_size(other) == 100);
+    OK(shmbus_segment_write(seg, 10, "bytes", 5));
+    char buf[8] = {0};
+    OK(shmbus_segment_read(other, 10, buf, 5));
+    CHECK(memcmp(buf, "bytes", 5) == 0);
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_segment_read(other, 98, buf, 5));
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_segment_write(seg, SIZE_MAX, "x", 1));
+    shmbus_segment_close(other);
+    OK(shmbus_options_set_persistent(o, 1));
+    shmbus_segment *kept = NULL;
+    OK(shmbus_segment_create("c.kept", 8, o, &kept));
+    shmbus_segment_close(kept);
+    OK(shmbus_segment_open("c.kept", o, &kept)); /* outlived its creator */
+    shmbus_segment_close(kept);
+    OK(shmbus_remove("c.kept", o));
+    EXPECT(SHMBUS_ERR_NOT_FOUND, shmbus_remove("c.kept", o));
+    shmbus_segment_close(seg);
+    shmbus_options_close(o);
+}
+
+int main(void) {
+    if (!getenv("SHMBUS_NAMESPACE")) {
+        fprintf(stderr, "set SHMBUS_NAMESPACE to a namespace of the test's own\n");
+        return 2;
+    }
+    test_version_and_errors();
+    test_channel();
+    test_lossy_counts_every_loss();
+    test_backpressure_and_borrow();
+    test_null_and_bad_handles();
+    test_blackboard();
+    test_events();
+    test_handlers();
+    test_duplex();
+    test_segments_and_options();
+    if (failures) {
+        fprintf(stderr, "%d failures\n", failures);
+        return 1;
+    }
+    printf("ok\n");
+    return 0;
+}
