@@ -41,6 +41,7 @@ macro_rules! tagged {
         unsafe impl $crate::args::Tagged for $name {
             const TAG: u64 = $tag;
             const WHAT: &'static str = $what;
+            #[inline(always)]
             fn tag(this: *const Self) -> u64 {
                 // SAFETY: the caller (`check`) passes a non-null, aligned pointer that the C
                 // side claims is a live handle; reading its first field is the check.
@@ -54,27 +55,38 @@ macro_rules! tagged {
 }
 pub(crate) use tagged;
 
-/// Checks that `p` looks like a live handle of type `T`.
+/// Checks that `p` looks like a live handle of type `T` (on every call: kept small, with
+/// the messages out of line).
+#[inline(always)]
 fn check<T: Tagged>(p: *const T, func: &str) -> Result<(), Fail> {
+    if !p.is_null() && p.cast::<u64>().is_aligned() && T::tag(p) == T::TAG {
+        return Ok(());
+    }
+    Err(refuse(p, func))
+}
+
+/// Why `p` is not a live handle of type `T`.
+#[cold]
+#[inline(never)]
+fn refuse<T: Tagged>(p: *const T, func: &str) -> Fail {
     if p.is_null() {
-        return Err(Fail::invalid(format!("{func}: the {} is NULL", T::WHAT)));
+        return Fail::invalid(format!("{func}: the {} is NULL", T::WHAT));
     }
     if !p.cast::<u64>().is_aligned() {
-        return Err(Fail::invalid(format!(
+        return Fail::invalid(format!(
             "{func}: {p:p} is not a {} handle (misaligned)",
             T::WHAT
-        )));
+        ));
     }
     match T::tag(p) {
-        t if t == T::TAG => Ok(()),
-        DEAD => Err(Fail::invalid(format!(
+        DEAD => Fail::invalid(format!(
             "{func}: the {} at {p:p} was closed already",
             T::WHAT
-        ))),
-        _ => Err(Fail::invalid(format!(
+        )),
+        _ => Fail::invalid(format!(
             "{func}: {p:p} is not a {} handle (wrong type, or not from shmbus)",
             T::WHAT
-        ))),
+        )),
     }
 }
 
@@ -84,6 +96,7 @@ fn check<T: Tagged>(p: *const T, func: &str) -> Result<(), Fail> {
 ///
 /// `p` is NULL or points to a handle this library returned and that is not closed, and no
 /// other thread uses it during the call (the header says which handles allow sharing).
+#[inline(always)]
 pub(crate) unsafe fn handle_mut<'a, T: Tagged>(p: *mut T, func: &str) -> Result<&'a mut T, Fail> {
     check(p, func)?;
     // SAFETY: non-null and tagged (checked); exclusive per the caller's contract.
@@ -95,6 +108,7 @@ pub(crate) unsafe fn handle_mut<'a, T: Tagged>(p: *mut T, func: &str) -> Result<
 /// # Safety
 ///
 /// `p` is NULL or points to a handle this library returned and that is not closed.
+#[inline(always)]
 pub(crate) unsafe fn handle_ref<'a, T: Tagged>(p: *const T, func: &str) -> Result<&'a T, Fail> {
     check(p, func)?;
     // SAFETY: non-null and tagged (checked); live per the caller's contract.
@@ -126,6 +140,7 @@ pub(crate) fn give<T: Tagged>(out: &mut *mut T, value: T) {
 /// # Safety
 ///
 /// `p` is NULL or valid for writes of a `T`.
+#[inline(always)]
 pub(crate) unsafe fn out<'a, T>(p: *mut T, func: &str, what: &str) -> Result<&'a mut T, Fail> {
     if p.is_null() || !p.is_aligned() {
         return Err(Fail::invalid(format!(
@@ -173,6 +188,7 @@ pub(crate) unsafe fn text<'a>(p: *const c_char, func: &str, what: &str) -> Resul
 /// # Safety
 ///
 /// `p` is NULL or valid for reads of `len` bytes during the call.
+#[inline(always)]
 pub(crate) unsafe fn bytes<'a>(p: *const c_void, len: usize, func: &str) -> Result<&'a [u8], Fail> {
     if len == 0 {
         return Ok(&[]);
@@ -196,6 +212,7 @@ pub(crate) unsafe fn bytes<'a>(p: *const c_void, len: usize, func: &str) -> Resu
 /// # Safety
 ///
 /// `p` is NULL or valid for writes of `cap` bytes during the call.
+#[inline(always)]
 pub(crate) unsafe fn buffer<'a>(
     p: *mut c_void,
     cap: usize,
@@ -230,6 +247,7 @@ pub(crate) enum Wait {
 }
 
 impl Wait {
+    #[inline(always)]
     pub(crate) fn from_ns(timeout_ns: i64) -> Wait {
         match timeout_ns {
             t if t < 0 => Wait::Forever,

@@ -178,8 +178,7 @@ pub unsafe extern "C" fn shmbus_publisher_send(
     data: *const c_void,
     len: usize,
 ) -> c_int {
-    // SAFETY: forwarded contract.
-    unsafe { shmbus_publisher_send_timeout(p, data, len, -1) }
+    send(p, data, len, -1)
 }
 
 /// [`shmbus_publisher_send`] waiting at most `timeout_ns` for room: `< 0` as long as it
@@ -191,6 +190,12 @@ pub unsafe extern "C" fn shmbus_publisher_send_timeout(
     len: usize,
     timeout_ns: i64,
 ) -> c_int {
+    send(p, data, len, timeout_ns)
+}
+
+/// Both sends (calling the exported function would go through the PLT).
+#[inline(always)]
+fn send(p: *mut shmbus_publisher, data: *const c_void, len: usize, timeout_ns: i64) -> c_int {
     const F: &str = "shmbus_publisher_send";
     guard(F, || {
         // SAFETY: the header's contract for each argument.
@@ -214,8 +219,7 @@ pub unsafe extern "C" fn shmbus_publisher_loan(
     len: usize,
     buf: *mut *mut c_void,
 ) -> c_int {
-    // SAFETY: forwarded contract.
-    unsafe { shmbus_publisher_loan_timeout(p, len, buf, -1) }
+    loan(p, len, buf, -1)
 }
 
 /// [`shmbus_publisher_loan`] waiting at most `timeout_ns` for room (as
@@ -227,6 +231,12 @@ pub unsafe extern "C" fn shmbus_publisher_loan_timeout(
     buf: *mut *mut c_void,
     timeout_ns: i64,
 ) -> c_int {
+    loan(p, len, buf, timeout_ns)
+}
+
+/// Both loans (calling the exported function would go through the PLT).
+#[inline(always)]
+fn loan(p: *mut shmbus_publisher, len: usize, buf: *mut *mut c_void, timeout_ns: i64) -> c_int {
     const F: &str = "shmbus_publisher_loan";
     guard(F, || {
         // SAFETY: the header's contract for each argument.

@@ -223,24 +223,42 @@ fn set_last_error(message: &str) {
 
 /// Runs an entry point: its status on success; on failure the failure's code, with its
 /// message stored for `shmbus_last_error`; a panic becomes [`SHMBUS_ERR_INTERNAL`].
+#[inline(always)]
 pub(crate) fn guard(name: &str, f: impl FnOnce() -> Result<c_int, Fail>) -> c_int {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(Ok(code)) => code,
-        Ok(Err(fail)) => {
-            set_last_error(&fail.message);
-            fail.code as c_int
-        }
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            set_last_error(&format!(
-                "internal error in {name} (a bug in shmbus, please report it): {what}"
-            ));
-            SHMBUS_ERR_INTERNAL as c_int
-        }
+    // The closure returns the bare code (a failure is recorded inside it): a small result
+    // crosses `catch_unwind`'s slot without a store-forwarding stall on every call.
+    let run = || match f() {
+        Ok(code) => code,
+        Err(fail) => failed(fail),
+    };
+    match catch_unwind(AssertUnwindSafe(run)) {
+        Ok(code) => code,
+        Err(panic) => panicked(name, panic),
+    }
+}
+
+/// Records a failure's message; returns its code.
+#[cold]
+#[inline(never)]
+fn failed(fail: Fail) -> c_int {
+    set_last_error(&fail.message);
+    fail.code as c_int
+}
+
+/// Records a caught panic.
+#[cold]
+#[inline(never)]
+fn panicked(name: &str, panic: Box<dyn std::any::Any + Send>) -> c_int {
+    {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        set_last_error(&format!(
+            "internal error in {name} (a bug in shmbus, please report it): {what}"
+        ));
+        SHMBUS_ERR_INTERNAL as c_int
     }
 }
 
