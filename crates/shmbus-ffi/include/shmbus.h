@@ -321,15 +321,17 @@ int shmbus_subscriber_recv(shmbus_subscriber *s,
 // Zero-copy receive (back-pressure channels): stores the address and length of the next
 // message, in place in the ring, in `*data` and `*len`. The publisher does not overwrite
 // it until `shmbus_subscriber_release`, the next receive on this subscriber, or its close;
-// do not write to it. Waits as `shmbus_subscriber_recv`; `SHMBUS_ERR_WRONG_MODE` on a
-// lossy channel.
+// do not write to it. Waits as `shmbus_subscriber_recv`. `SHMBUS_ERR_WRONG_MODE` on a
+// lossy channel, and for a subscriber opened `from_oldest` until it has received (with
+// `shmbus_subscriber_recv`) the messages published before it joined.
 int shmbus_subscriber_recv_ref(shmbus_subscriber *s,
                                const void **data,
                                size_t *len,
                                int64_t timeout_ns);
 
-// Ends the borrow of `shmbus_subscriber_recv_ref`: the bytes may be reused by the
-// publisher from now on. Harmless when nothing is borrowed.
+// Ends the borrow of `shmbus_subscriber_recv_ref`: the publisher may reuse the bytes from
+// now on (this subscriber's progress is published at once). Harmless when nothing is
+// borrowed.
 int shmbus_subscriber_release(shmbus_subscriber *s);
 
 // Messages lost so far on a lossy channel (the sum of what each `SHMBUS_ERR_LAGGED`

@@ -413,8 +413,9 @@ pub unsafe extern "C" fn shmbus_subscriber_recv(
 /// Zero-copy receive (back-pressure channels): stores the address and length of the next
 /// message, in place in the ring, in `*data` and `*len`. The publisher does not overwrite
 /// it until `shmbus_subscriber_release`, the next receive on this subscriber, or its close;
-/// do not write to it. Waits as `shmbus_subscriber_recv`; `SHMBUS_ERR_WRONG_MODE` on a
-/// lossy channel.
+/// do not write to it. Waits as `shmbus_subscriber_recv`. `SHMBUS_ERR_WRONG_MODE` on a
+/// lossy channel, and for a subscriber opened `from_oldest` until it has received (with
+/// `shmbus_subscriber_recv`) the messages published before it joined.
 #[no_mangle]
 pub unsafe extern "C" fn shmbus_subscriber_recv_ref(
     s: *mut shmbus_subscriber,
@@ -447,16 +448,18 @@ pub unsafe extern "C" fn shmbus_subscriber_recv_ref(
     })
 }
 
-/// Ends the borrow of `shmbus_subscriber_recv_ref`: the bytes may be reused by the
-/// publisher from now on. Harmless when nothing is borrowed.
+/// Ends the borrow of `shmbus_subscriber_recv_ref`: the publisher may reuse the bytes from
+/// now on (this subscriber's progress is published at once). Harmless when nothing is
+/// borrowed.
 #[no_mangle]
 pub unsafe extern "C" fn shmbus_subscriber_release(s: *mut shmbus_subscriber) -> c_int {
     const F: &str = "shmbus_subscriber_release";
     guard(F, || {
         // SAFETY: the header's contract for handles.
-        // Our progress reaches the publisher with the next receive (in batches, as for a
-        // Rust `Sample`); from here on the caller must not read the bytes.
-        unsafe { args::handle_mut(s, F) }?;
+        let s = unsafe { args::handle_mut(s, F) }?;
+        // The borrow ended at the Rust level when recv_ref returned; publishing our progress
+        // now frees the message's room for a publisher that waits for it.
+        s.inner.flush();
         Ok(OK)
     })
 }

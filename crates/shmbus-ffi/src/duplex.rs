@@ -121,7 +121,10 @@ pub unsafe extern "C" fn shmbus_duplex_recv(
             Some(m) => m,
             None => match Wait::from_ns(timeout_ns) {
                 Wait::Forever => d.inner.recv()?,
-                Wait::No => d.inner.recv_timeout(std::time::Duration::ZERO)?,
+                Wait::No => match d.inner.recv_timeout(std::time::Duration::ZERO) {
+                    Err(shmbus::Error::Timeout) => return Err(shmbus::Error::Empty.into()),
+                    other => other?,
+                },
                 Wait::For(t) => d.inner.recv_timeout(t)?,
             },
         };

@@ -144,11 +144,12 @@ pub unsafe extern "C" fn shmbus_subscriber_on_message(
 ) -> c_int {
     const F: &str = "shmbus_subscriber_on_message";
     guard(F, || {
+        // SAFETY: a live subscriber, which the caller gives up (in every case, as the
+        // header says: taken before anything else can fail).
+        let sub = unsafe { args::take(s, F) }?;
         // SAFETY: the header's contract for out-parameters.
         let out = unsafe { args::out(out, F, "out") }?;
         let cb = callback(cb, F)?;
-        // SAFETY: a live subscriber, which the caller gives up.
-        let sub = unsafe { args::take(s, F) }?;
         let user = UserPtr(user);
         let guard = sub.inner.on_message(move |m| {
             // SAFETY: the caller's callback, with the bytes valid for the call, as documented.

@@ -29,7 +29,8 @@ fn update(
     guard(func, || {
         // SAFETY: the header's contract: a live options handle, not shared during the call.
         let o = unsafe { args::handle_mut(o, func) }?;
-        o.inner = f(std::mem::take(&mut o.inner))?;
+        // On a failure the options stay as they were.
+        o.inner = f(o.inner.clone())?;
         Ok(OK)
     })
 }

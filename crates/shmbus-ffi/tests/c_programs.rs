@@ -226,7 +226,10 @@ fn have(tool: &str) -> bool {
 /// The ```c block of README.md under "From C and C++".
 fn readme_block(lang: &str) -> String {
     let readme = std::fs::read_to_string(crate_dir().join("../../README.md")).unwrap();
-    let section = readme.split("## From C and C++").nth(1).expect("README section");
+    let section = readme
+        .split("## From C and C++")
+        .nth(1)
+        .expect("README section");
     let fence = format!("```{lang}\n");
     let start = section.find(&fence).expect("a code block") + fence.len();
     section[start..][..section[start..].find("```").unwrap()].to_string()

@@ -902,6 +902,30 @@ impl Subscriber {
         Ok(n)
     }
 
+    /// Publishes this subscriber's progress to a back-pressure publisher at once. Receives
+    /// publish it in batches of an eighth of the ring (and all of it before they wait), so
+    /// a subscriber that stops receiving for a while can call this to free at once the room
+    /// of what it has read. Nothing to do in lossy mode.
+    ///
+    /// ```
+    /// # shmbus::doctest_namespace();
+    /// use shmbus::{ChannelConfig, Error, Mode, Publisher, Subscriber};
+    ///
+    /// let config = ChannelConfig { mode: Mode::Backpressure, ..ChannelConfig::with_capacity(1024) };
+    /// let mut publisher = Publisher::create("doc.channel.flush", config)?;
+    /// let mut subscriber = Subscriber::open("doc.channel.flush")?;
+    /// while publisher.try_send(&[0; 100]).is_ok() {}
+    /// subscriber.recv()?;
+    /// subscriber.flush();
+    /// publisher.try_send(&[0; 100])?; // the room of the message read
+    /// # Ok::<(), shmbus::Error>(())
+    /// ```
+    pub fn flush(&mut self) {
+        if self.ch.seg.owned_here() {
+            self.release(true);
+        }
+    }
+
     /// Messages lost so far on a lossy channel: the sum of every [`Error::Lagged`] this
     /// subscriber has returned (always 0 in back-pressure mode).
     pub fn lost(&self) -> u64 {

@@ -174,6 +174,14 @@ static void test_backpressure_and_borrow(void) {
     OK(shmbus_publisher_send_timeout(p, "x", 1, 0)); /* room again */
     OK(shmbus_subscriber_recv_ref(s, &data, &len, -1));
     CHECK(len == 1 && *(const char *)data == 'x');
+    /* A release frees the message's room at once, with no further receive. */
+    while (shmbus_publisher_send_timeout(p, msg, sizeof msg, 0) == SHMBUS_OK) {
+    }
+    OK(shmbus_subscriber_recv_ref(s, &data, &len, 0));
+    EXPECT(SHMBUS_ERR_FULL, shmbus_publisher_send_timeout(p, msg, sizeof msg, 0));
+    OK(shmbus_subscriber_release(s));
+    OK(shmbus_publisher_send_timeout(p, msg, sizeof msg, 0));
+    OK(shmbus_subscriber_recv_ref(s, &data, &len, -1));
     shmbus_subscriber_close(s); /* with a message still borrowed */
     shmbus_publisher_close(p);
 }
@@ -333,6 +341,8 @@ static void test_handlers(void) {
     OK(shmbus_publisher_create("c.handled", NULL, &p));
     OK(shmbus_subscriber_open("c.handled", &s));
     EXPECT(SHMBUS_ERR_INVALID, shmbus_subscriber_on_message(s, NULL, &seen, &h));
+    CHECK(shmbus_publisher_subscriber_count(p) == 0); /* consumed even so */
+    OK(shmbus_subscriber_open("c.handled", &s));
     OK(shmbus_subscriber_on_message(s, on_message, &seen, &h)); /* s is consumed */
     for (int i = 0; i < 100; i++) OK(shmbus_publisher_send(p, "msg", 3));
     shmbus_publisher_close(p); /* the handler ends at the end of the stream */
@@ -378,6 +388,12 @@ static void test_duplex(void) {
     OK(shmbus_duplex_listen("c.link", NULL, &server));
     OK(shmbus_duplex_connect("c.link", NULL, &client));
     EXPECT(SHMBUS_ERR_WRONG_MODE, shmbus_duplex_reply(server, 0, "x", 1));
+    {
+        char b[8];
+        size_t l;
+        EXPECT(SHMBUS_ERR_EMPTY, shmbus_duplex_recv(server, b, sizeof b, &l, NULL, 0));
+        EXPECT(SHMBUS_ERR_TIMEOUT, shmbus_duplex_recv(server, b, sizeof b, &l, NULL, 1000000));
+    }
     pthread_t t;
     pthread_create(&t, NULL, echo_server, server);
     OK(shmbus_duplex_send(client, "note", 4));
@@ -400,7 +416,9 @@ static void test_segments_and_options(void) {
     EXPECT(SHMBUS_ERR_INVALID, shmbus_options_set_namespace(o, "bad namespace"));
     EXPECT(SHMBUS_ERR_INVALID, shmbus_options_set_mode(o, 01000));
     EXPECT(SHMBUS_ERR_INVALID, shmbus_options_set_spin(o, -1));
+    /* A failed setter leaves the options as they were. */
     OK(shmbus_options_set_mode(o, 0640));
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_options_set_mode(o, 07777));
     OK(shmbus_options_set_spin(o, 0));
     OK(shmbus_options_set_open_timeout(o, 100000000));
     OK(shmbus_options_allow_owner(o, 65534));
@@ -411,7 +429,8 @@ static void test_segments_and_options(void) {
     OK(shmbus_segment_create("c.seg", 100, o, &seg));
     /* Another namespace: not found without the options. */
     EXPECT(SHMBUS_ERR_NOT_FOUND, shmbus_segment_open("c.seg", NULL, &other));
-    OK(shmbus_segment_open("c.seg", o, &other));
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_options_set_namespace(o, "bad ns!"));
+    OK(shmbus_segment_open("c.seg", o, &other)); /* still in the namespace set before */
     CHECK(shmbus_segment_size(other) == 100);
     OK(shmbus_segment_write(seg, 10, "bytes", 5));
     char buf[8] = {0};
