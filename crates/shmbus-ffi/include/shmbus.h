@@ -13,18 +13,19 @@
  *
  * The contract of every function: a pointer argument is NULL or valid for what the
  * function does with it, and a handle comes from this library and is not used after its
- * *_close. NULL where a value is needed, misaligned or wrong-type handles, handles closed
- * already (while their memory is not reused), invalid names and impossible sizes give
+ * *_close (closing twice is undefined, as free() twice is). NULL where a value is needed,
+ * misaligned handles, handles of another type, invalid names and impossible sizes give
  * SHMBUS_ERR_INVALID, never a crash. Every *_close accepts NULL. No error is silent.
  *
  * Threads: shmbus_blackboard, shmbus_event, shmbus_segment and (once set up)
  * shmbus_options handles may be used by several threads at once. shmbus_publisher,
- * shmbus_subscriber and shmbus_duplex handles are used by one thread at a time (they may
- * move between threads). Receive handlers call their callback on a thread of their own.
+ * shmbus_subscriber, shmbus_duplex and shmbus_handler handles are used by one thread at a
+ * time (they may move between threads). Receive handlers call their callback on a thread
+ * of their own.
  *
- * fork(): a handle belongs to the process that made it. In a fork() child, its calls fail
- * with SHMBUS_ERR_FOREIGN_PROCESS and its close frees memory without touching the shared
- * object; open new handles in the child.
+ * fork(): a handle belongs to the process that made it. In a fork() child, calls that
+ * touch the shared object fail with SHMBUS_ERR_FOREIGN_PROCESS, and close frees memory
+ * without touching the shared object; open new handles in the child.
  */
 
 
@@ -268,7 +269,7 @@ int shmbus_publisher_send_timeout(shmbus_publisher *p,
 // Reserves `len` bytes inside the ring for a zero-copy send and stores their address in
 // `*buf`: write the message there, then `shmbus_publisher_commit`. Waits for room like
 // `shmbus_publisher_send`. The bytes are valid until the commit, the next send or loan on
-// this publisher (which discards an uncommitted loan), or its close.
+// this publisher (which discards an uncommitted loan, even when it fails), or its close.
 int shmbus_publisher_loan(shmbus_publisher *p, size_t len, void **buf);
 
 // [`shmbus_publisher_loan`] waiting at most `timeout_ns` for room (as
@@ -334,8 +335,9 @@ int shmbus_subscriber_recv_ref(shmbus_subscriber *s,
 // borrowed.
 int shmbus_subscriber_release(shmbus_subscriber *s);
 
-// Messages lost so far on a lossy channel (the sum of what each `SHMBUS_ERR_LAGGED`
-// reported; 0 in back-pressure mode and for an invalid handle).
+// Messages lost so far (the sum of what each `SHMBUS_ERR_LAGGED` reported): on a lossy
+// channel, or while a back-pressure subscriber opened `from_oldest` replays; 0 for an
+// invalid handle.
 uint64_t shmbus_subscriber_lost(const shmbus_subscriber *s);
 
 // 1 when the channel's publisher lives now, 0 when not, a negative status for an invalid
@@ -438,9 +440,10 @@ int shmbus_event_wait(shmbus_event *e, int64_t timeout_ns);
 void shmbus_event_close(shmbus_event *e);
 
 // Stops the handler, waits for its thread to finish (a callback in progress completes),
-// stores what it did in `*stats` (NULL to ignore) and frees it. `SHMBUS_ERR_HANDLER` when
-// it had stopped because it failed (the message says why). Do not call it from the
-// handler's own callback.
+// stores what it did in `*stats` (NULL to ignore) and frees it. When the handler had
+// stopped because receiving failed, returns that failure's status (e.g.
+// `SHMBUS_ERR_PUBLISHER_GONE`, `SHMBUS_ERR_CORRUPT`) with its message. Do not call it from
+// the handler's own callback.
 int shmbus_handler_stop(shmbus_handler *h, struct shmbus_handler_stats *stats);
 
 // 1 when the handler's thread has finished (the stream ended, or it failed), 0 while it

@@ -608,8 +608,7 @@ inline void update_trampoline(const void* data, size_t len, uint64_t version, ui
 /// Pass a pointer (NULL for the defaults) to the create/open functions.
 ///
 /// The setters check their argument before calling C and throw invalid_error without
-/// touching the options: the C library (0.1.0) resets every setting to its default when a
-/// shmbus_options_set_* call fails, which would silently drop the namespace.
+/// touching the options (a failed shmbus_options_set_* call leaves them as they were, too).
 class options {
 public:
     /// New options with the defaults (namespace from SHMBUS_NAMESPACE, mode 0600, ...).
@@ -1221,7 +1220,7 @@ public:
         const void* data = nullptr;
         size_t len = 0;
         int rc = shmbus_subscriber_recv_ref(raw(), &data, &len, detail::to_ns(timeout));
-        if (rc < 0) raise(rc);
+        if (rc < 0) throw_error(rc);  // this call's message (shmbus_last_error)
         return sample(st_.get(), st_->gen, bytes_view(data, len));
     }
 

@@ -144,8 +144,9 @@ pub unsafe extern "C" fn shmbus_publisher_create_with(
         let config = if cfg.is_null() {
             ChannelConfig::default()
         } else {
-            // SAFETY: non-null; a readable config per the header's contract.
-            unsafe { *cfg }.to_rust(F)?
+            // SAFETY: non-null; a readable config per the header's contract (read unaligned:
+            // nothing checked its alignment).
+            unsafe { cfg.read_unaligned() }.to_rust(F)?
         };
         let p = Publisher::create_with(name, config, &resolve(opts, F)?)?;
         args::give(out, shmbus_publisher::new(p));
@@ -212,7 +213,7 @@ fn send(p: *mut shmbus_publisher, data: *const c_void, len: usize, timeout_ns: i
 /// Reserves `len` bytes inside the ring for a zero-copy send and stores their address in
 /// `*buf`: write the message there, then `shmbus_publisher_commit`. Waits for room like
 /// `shmbus_publisher_send`. The bytes are valid until the commit, the next send or loan on
-/// this publisher (which discards an uncommitted loan), or its close.
+/// this publisher (which discards an uncommitted loan, even when it fails), or its close.
 #[no_mangle]
 pub unsafe extern "C" fn shmbus_publisher_loan(
     p: *mut shmbus_publisher,
@@ -464,8 +465,9 @@ pub unsafe extern "C" fn shmbus_subscriber_release(s: *mut shmbus_subscriber) ->
     })
 }
 
-/// Messages lost so far on a lossy channel (the sum of what each `SHMBUS_ERR_LAGGED`
-/// reported; 0 in back-pressure mode and for an invalid handle).
+/// Messages lost so far (the sum of what each `SHMBUS_ERR_LAGGED` reported): on a lossy
+/// channel, or while a back-pressure subscriber opened `from_oldest` replays; 0 for an
+/// invalid handle.
 #[no_mangle]
 pub unsafe extern "C" fn shmbus_subscriber_lost(s: *const shmbus_subscriber) -> u64 {
     const F: &str = "shmbus_subscriber_lost";

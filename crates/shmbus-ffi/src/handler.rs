@@ -50,7 +50,7 @@ impl From<HandlerStats> for shmbus_handler_stats {
 }
 
 /// A running receive handler. Stop it with `shmbus_handler_stop` or
-/// `shmbus_handler_close`, from any thread but not from its own callback.
+/// `shmbus_handler_close`, from one thread at a time, not from its own callback.
 // `repr(C)`: the tag comes first whatever the type, so that `args::check` reads it there.
 #[repr(C)]
 #[allow(non_camel_case_types)]
@@ -77,15 +77,27 @@ impl UserPtr {
     }
 }
 
+// The header says these handles may move between threads.
+const _: fn() = || {
+    fn movable<T: Send>() {}
+    movable::<HandlerGuard>();
+    movable::<shmbus::Publisher>();
+    movable::<shmbus::Subscriber>();
+    movable::<shmbus::Duplex>();
+    fn shared<T: Send + Sync>() {}
+    shared::<shmbus::Options>();
+};
+
 /// Checks a callback argument.
 pub(crate) fn callback<T>(cb: Option<T>, func: &str) -> Result<T, Fail> {
     cb.ok_or_else(|| Fail::invalid(format!("{func}: the callback is NULL")))
 }
 
 /// Stops the handler, waits for its thread to finish (a callback in progress completes),
-/// stores what it did in `*stats` (NULL to ignore) and frees it. `SHMBUS_ERR_HANDLER` when
-/// it had stopped because it failed (the message says why). Do not call it from the
-/// handler's own callback.
+/// stores what it did in `*stats` (NULL to ignore) and frees it. When the handler had
+/// stopped because receiving failed, returns that failure's status (e.g.
+/// `SHMBUS_ERR_PUBLISHER_GONE`, `SHMBUS_ERR_CORRUPT`) with its message. Do not call it from
+/// the handler's own callback.
 #[no_mangle]
 pub unsafe extern "C" fn shmbus_handler_stop(
     h: *mut shmbus_handler,

@@ -78,15 +78,18 @@ pub unsafe extern "C" fn shmbus_options_set_namespace(
     ns: *const c_char,
 ) -> c_int {
     const F: &str = "shmbus_options_set_namespace";
-    let ns = if ns.is_null() {
-        None
-    } else {
-        // SAFETY: the header's contract for strings.
-        match unsafe { args::text(ns, F, "namespace") } {
-            Ok(ns) => Some(ns.to_owned()),
-            Err(fail) => return guard(F, || Err(fail)),
+    let mut owned = None;
+    let read = guard(F, || {
+        if !ns.is_null() {
+            // SAFETY: the header's contract for strings.
+            owned = Some(unsafe { args::text(ns, F, "namespace") }?.to_owned());
         }
-    };
+        Ok(OK)
+    });
+    if read != OK {
+        return read;
+    }
+    let ns = owned;
     update(o, F, |opts| {
         if let Some(ns) = &ns {
             // Refuse a bad namespace now, not at the first create.

@@ -34,16 +34,16 @@ use crate::sync::{fence, AtomicU64, Ordering::*};
 use crate::sys;
 use crate::wait::{futex_wait, spin_until, Deadline};
 
-const CONTROL: usize = HEADER_SIZE;
-const SLOTS: usize = HEADER_SIZE + 384;
+pub(crate) const CONTROL: usize = HEADER_SIZE;
+pub(crate) const SLOTS: usize = HEADER_SIZE + 384;
 /// Lock byte of the publisher.
 pub(crate) const PUBLISHER_BYTE: u64 = 1 << 41;
 /// Lock bytes of subscriber slots start here (slot `i` at `SUBSCRIBER_BYTES + i`).
 pub(crate) const SUBSCRIBER_BYTES: u64 = (1 << 41) + 1;
 /// How often blocked parties check on each other's liveness.
 pub(crate) const LIVENESS_PERIOD: Duration = Duration::from_millis(20);
-const MAX_SLOTS: u32 = 1024;
-const MIN_CAPACITY: u64 = 64;
+pub(crate) const MAX_SLOTS: u32 = 1024;
+pub(crate) const MIN_CAPACITY: u64 = 64;
 
 /// Whether a slow subscriber loses messages or holds the publisher back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -926,8 +926,9 @@ impl Subscriber {
         }
     }
 
-    /// Messages lost so far on a lossy channel: the sum of every [`Error::Lagged`] this
-    /// subscriber has returned (always 0 in back-pressure mode).
+    /// Messages lost so far: the sum of every [`Error::Lagged`] this subscriber has
+    /// returned (on a lossy channel, or while a back-pressure subscriber opened with
+    /// [`open_from_oldest`](Self::open_from_oldest) replays).
     pub fn lost(&self) -> u64 {
         self.lost
     }

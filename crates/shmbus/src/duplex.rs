@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::options::Options;
 use crate::wait::Deadline;
 
-const REPLY: u64 = 1 << 63;
+pub(crate) const REPLY: u64 = 1 << 63;
 /// How long a server's receive naps between clients.
 const BETWEEN_CLIENTS: Duration = Duration::from_millis(5);
 

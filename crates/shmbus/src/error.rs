@@ -86,7 +86,8 @@ pub enum Error {
     #[error(
         "{name} belongs to uid {owner}, not to uid {expected}: someone else may have created \
          it first (check with `shmbus ls`); if you trust uid {owner}, allow it with \
-         `Options::allow_owner({owner})` or `--allow-owner {owner}`"
+         `Options::allow_owner({owner})` (`shmbus_options_allow_owner` in C) or \
+         `--allow-owner {owner}`"
     )]
     UntrustedOwner {
         /// The object.

@@ -162,4 +162,13 @@ const _: () = {
     assert!(WRITER_SLOTS_BASE + (WRITER_SLOTS as u64) < PUBLISHER_BYTE);
     assert!(HEADER_SIZE as u64 + 384 + 128 * 1024 + MAX_CAPACITY < PUBLISHER_BYTE);
     assert!(LIVENESS_PERIOD.as_millis() == 20);
+
+    // Ring records and positions (ring.rs), the channel's blocks and limits (channel.rs),
+    // the duplex reply bit (duplex.rs).
+    assert!(crate::ring::KIND_DATA == 1 && crate::ring::KIND_PAD == 2);
+    assert!(crate::ring::MAX_POSITION == 1 << 62);
+    assert!(crate::ring::MAX_JUMPS == 1 << 16);
+    assert!(crate::channel::CONTROL == 128 && crate::channel::SLOTS == 512);
+    assert!(crate::channel::MAX_SLOTS == 1024 && crate::channel::MIN_CAPACITY == 64);
+    assert!(crate::duplex::REPLY == 1 << 63);
 };

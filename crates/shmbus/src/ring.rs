@@ -70,8 +70,8 @@ use crate::wait::futex_wake;
 
 /// Bytes of a record header.
 pub(crate) const RECORD_HEADER: u64 = 16;
-const KIND_DATA: u32 = 1;
-const KIND_PAD: u32 = 2;
+pub(crate) const KIND_DATA: u32 = 1;
+pub(crate) const KIND_PAD: u32 = 2;
 /// `state` values (0, the initial one, means no publisher has attached yet).
 pub(crate) const OPEN: u32 = 1;
 pub(crate) const CLOSED: u32 = 2;
@@ -80,9 +80,9 @@ pub(crate) const CLOSED: u32 = 2;
 pub(crate) const SLOT_ACTIVE: u32 = 1;
 /// Positions beyond this are impossible (2^62 bytes: a century at 1 TB/s) and refused, so
 /// that position arithmetic can never overflow whatever another process wrote.
-const MAX_POSITION: u64 = 1 << 62;
+pub(crate) const MAX_POSITION: u64 = 1 << 62;
 /// How many consecutive laps one read tolerates before it calls the ring corrupt.
-const MAX_JUMPS: u32 = 1 << 16;
+pub(crate) const MAX_JUMPS: u32 = 1 << 16;
 
 /// Written only by the publisher.
 #[repr(C)]
