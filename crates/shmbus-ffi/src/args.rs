@@ -1,20 +1,21 @@
 //! Turning C arguments into Rust values: handles, strings, buffers, timeouts. Every check a
 //! C caller's mistake can fail happens here and returns `SHMBUS_ERR_INVALID`, never a crash.
 
-use std::ffi::{c_char, c_void, CStr};
+use std::ffi::{c_char, c_int, c_void, CStr};
 use std::time::Duration;
 
-use crate::status::Fail;
+use shmbus::Options;
 
-/// Tag of a handle that was closed (best effort against double close).
-pub(crate) const DEAD: u64 = 0xdead_dead_dead_dead;
+use crate::options::{resolve, shmbus_options};
+use crate::status::{guard, Fail, OK};
 
 /// A handle type: a heap object whose first field is a tag unique to its type, so that a
-/// handle of another type (or a closed one, while its memory is not reused) is refused.
+/// handle of another type is refused. (A closed handle cannot be recognised: the allocator
+/// reuses its first bytes at once; closing twice is undefined, as the header says.)
 ///
 /// # Safety
 ///
-/// `tag` must return the value of a field set to `TAG` at creation and changed by `kill`.
+/// `tag` must return the value of a field set to `TAG` at creation.
 pub(crate) unsafe trait Tagged: Sized {
     /// The tag every live handle of this type carries.
     const TAG: u64;
@@ -22,8 +23,6 @@ pub(crate) unsafe trait Tagged: Sized {
     const WHAT: &'static str;
     /// The tag field.
     fn tag(this: *const Self) -> u64;
-    /// Marks the handle closed.
-    fn kill(&mut self);
 }
 
 /// Implements [`Tagged`] and a constructor for a handle type whose first field is
@@ -37,7 +36,7 @@ macro_rules! tagged {
             }
         }
 
-        // SAFETY: `tag` is the field `new` sets to TAG and `kill` overwrites.
+        // SAFETY: `tag` is the field `new` sets to TAG.
         unsafe impl $crate::args::Tagged for $name {
             const TAG: u64 = $tag;
             const WHAT: &'static str = $what;
@@ -46,9 +45,6 @@ macro_rules! tagged {
                 // SAFETY: the caller (`check`) passes a non-null, aligned pointer that the C
                 // side claims is a live handle; reading its first field is the check.
                 unsafe { std::ptr::addr_of!((*this).tag).read_volatile() }
-            }
-            fn kill(&mut self) {
-                self.tag = $crate::args::DEAD;
             }
         }
     };
@@ -78,16 +74,10 @@ fn refuse<T: Tagged>(p: *const T, func: &str) -> Fail {
             T::WHAT
         ));
     }
-    match T::tag(p) {
-        DEAD => Fail::invalid(format!(
-            "{func}: the {} at {p:p} was closed already",
-            T::WHAT
-        )),
-        _ => Fail::invalid(format!(
-            "{func}: {p:p} is not a {} handle (wrong type, or not from shmbus)",
-            T::WHAT
-        )),
-    }
+    Fail::invalid(format!(
+        "{func}: {p:p} is not a {} handle (wrong type, or not from shmbus)",
+        T::WHAT
+    ))
 }
 
 /// The handle behind `p`, for exclusive use.
@@ -125,9 +115,45 @@ pub(crate) unsafe fn handle_ref<'a, T: Tagged>(p: *const T, func: &str) -> Resul
 pub(crate) unsafe fn take<T: Tagged>(p: *mut T, func: &str) -> Result<Box<T>, Fail> {
     check(p, func)?;
     // SAFETY: a live handle (checked), made by `Box::into_raw` in `give`, now given back.
-    let mut boxed = unsafe { Box::from_raw(p) };
-    boxed.kill();
-    Ok(boxed)
+    Ok(unsafe { Box::from_raw(p) })
+}
+
+/// A `*_close` entry point: NULL is ignored; anything else is taken back and dropped (what
+/// is not a live handle of type `T` is refused, with a message for `shmbus_last_error`).
+///
+/// # Safety
+///
+/// As [`take`].
+pub(crate) unsafe fn close<T: Tagged>(p: *mut T, func: &str) {
+    if p.is_null() {
+        return;
+    }
+    guard(func, || {
+        // SAFETY: forwarded contract.
+        drop(unsafe { take(p, func) }?);
+        Ok(OK)
+    });
+}
+
+/// A constructor entry point (create, open, listen, ...): checks `name` and `out`, makes
+/// the handle with `make` and the options (`opts`, NULL for the defaults), hands it to C.
+///
+/// # Safety
+///
+/// `name` as for [`text`], `opts` NULL or a live options handle, `out` as for [`out`].
+pub(crate) unsafe fn make<T: Tagged>(
+    func: &str,
+    name: *const c_char,
+    opts: *const shmbus_options,
+    out: *mut *mut T,
+    make: impl FnOnce(&str, &Options) -> Result<T, Fail>,
+) -> c_int {
+    guard(func, || {
+        // SAFETY: forwarded contract.
+        let (name, out) = unsafe { (text(name, func, "name")?, self::out(out, func, "out")?) };
+        give(out, make(name, &resolve(opts, func)?)?);
+        Ok(OK)
+    })
 }
 
 /// Hands a new handle to C through `out`.

@@ -6,7 +6,7 @@ use shmbus::Blackboard;
 
 use crate::args::{self, Wait};
 use crate::handler::{callback, shmbus_handler, shmbus_update_fn, UserPtr};
-use crate::options::{resolve, shmbus_options};
+use crate::options::shmbus_options;
 use crate::status::{guard, guard_value, OK};
 
 /// A blackboard. Threads may share one handle: every blackboard function may be called
@@ -47,14 +47,13 @@ pub unsafe extern "C" fn shmbus_blackboard_create_with(
     opts: *const shmbus_options,
     out: *mut *mut shmbus_blackboard,
 ) -> c_int {
-    const F: &str = "shmbus_blackboard_create";
-    guard(F, || {
-        // SAFETY: the header's contract for each argument.
-        let (name, out) = unsafe { (args::text(name, F, "name")?, args::out(out, F, "out")?) };
-        let b = Blackboard::create_with(name, capacity, &resolve(opts, F)?)?;
-        args::give(out, shmbus_blackboard::new(b));
-        Ok(OK)
-    })
+    // SAFETY: the header's contract for each argument.
+    unsafe {
+        args::make("shmbus_blackboard_create", name, opts, out, |name, opts| {
+            let b = Blackboard::create_with(name, capacity, opts)?;
+            Ok(shmbus_blackboard::new(b))
+        })
+    }
 }
 
 /// Opens an existing blackboard.
@@ -74,14 +73,13 @@ pub unsafe extern "C" fn shmbus_blackboard_open_with(
     opts: *const shmbus_options,
     out: *mut *mut shmbus_blackboard,
 ) -> c_int {
-    const F: &str = "shmbus_blackboard_open";
-    guard(F, || {
-        // SAFETY: the header's contract for each argument.
-        let (name, out) = unsafe { (args::text(name, F, "name")?, args::out(out, F, "out")?) };
-        let b = Blackboard::open_with(name, &resolve(opts, F)?)?;
-        args::give(out, shmbus_blackboard::new(b));
-        Ok(OK)
-    })
+    // SAFETY: the header's contract for each argument.
+    unsafe {
+        args::make("shmbus_blackboard_open", name, opts, out, |name, opts| {
+            let b = Blackboard::open_with(name, opts)?;
+            Ok(shmbus_blackboard::new(b))
+        })
+    }
 }
 
 /// Opens the blackboard, or creates it with `capacity` if it does not exist (race-free).
@@ -93,14 +91,19 @@ pub unsafe extern "C" fn shmbus_blackboard_create_or_open(
     opts: *const shmbus_options,
     out: *mut *mut shmbus_blackboard,
 ) -> c_int {
-    const F: &str = "shmbus_blackboard_create_or_open";
-    guard(F, || {
-        // SAFETY: the header's contract for each argument.
-        let (name, out) = unsafe { (args::text(name, F, "name")?, args::out(out, F, "out")?) };
-        let b = Blackboard::create_or_open_with(name, capacity, &resolve(opts, F)?)?;
-        args::give(out, shmbus_blackboard::new(b));
-        Ok(OK)
-    })
+    // SAFETY: the header's contract for each argument.
+    unsafe {
+        args::make(
+            "shmbus_blackboard_create_or_open",
+            name,
+            opts,
+            out,
+            |name, opts| {
+                let b = Blackboard::create_or_open_with(name, capacity, opts)?;
+                Ok(shmbus_blackboard::new(b))
+            },
+        )
+    }
 }
 
 /// Replaces the value with `len` bytes from `data` (readers see all of it or none of it)
@@ -251,12 +254,6 @@ pub unsafe extern "C" fn shmbus_blackboard_on_update(
 /// is persistent.
 #[no_mangle]
 pub unsafe extern "C" fn shmbus_blackboard_close(b: *mut shmbus_blackboard) {
-    if b.is_null() {
-        return;
-    }
-    guard("shmbus_blackboard_close", || {
-        // SAFETY: the header's contract: a live handle the caller gives up.
-        drop(unsafe { args::take(b, "shmbus_blackboard_close") }?);
-        Ok(OK)
-    });
+    // SAFETY: the header's contract: NULL, or a live handle the caller gives up.
+    unsafe { args::close(b, "shmbus_blackboard_close") };
 }

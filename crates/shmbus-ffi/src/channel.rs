@@ -5,7 +5,7 @@ use std::ffi::{c_char, c_int, c_void};
 use shmbus::{ChannelConfig, Mode, Publisher, Subscriber};
 
 use crate::args::{self, Wait};
-use crate::options::{resolve, shmbus_options};
+use crate::options::shmbus_options;
 use crate::status::{guard, guard_value, Fail, OK};
 
 /// `shmbus_channel_config.mode`: a slow subscriber loses messages, and is told how many.
@@ -138,9 +138,7 @@ pub unsafe extern "C" fn shmbus_publisher_create_with(
     out: *mut *mut shmbus_publisher,
 ) -> c_int {
     const F: &str = "shmbus_publisher_create";
-    guard(F, || {
-        // SAFETY: the header's contract for each argument.
-        let (name, out) = unsafe { (args::text(name, F, "name")?, args::out(out, F, "out")?) };
+    let make = |name: &str, opts: &shmbus::Options| {
         let config = if cfg.is_null() {
             ChannelConfig::default()
         } else {
@@ -148,10 +146,12 @@ pub unsafe extern "C" fn shmbus_publisher_create_with(
             // nothing checked its alignment).
             unsafe { cfg.read_unaligned() }.to_rust(F)?
         };
-        let p = Publisher::create_with(name, config, &resolve(opts, F)?)?;
-        args::give(out, shmbus_publisher::new(p));
-        Ok(OK)
-    })
+        Ok(shmbus_publisher::new(Publisher::create_with(
+            name, config, opts,
+        )?))
+    };
+    // SAFETY: the header's contract for each argument.
+    unsafe { args::make(F, name, opts, out, make) }
 }
 
 /// Becomes the publisher of an existing channel (whose publisher closed or died).
@@ -161,14 +161,13 @@ pub unsafe extern "C" fn shmbus_publisher_open(
     opts: *const shmbus_options,
     out: *mut *mut shmbus_publisher,
 ) -> c_int {
-    const F: &str = "shmbus_publisher_open";
-    guard(F, || {
-        // SAFETY: the header's contract for each argument.
-        let (name, out) = unsafe { (args::text(name, F, "name")?, args::out(out, F, "out")?) };
-        let p = Publisher::open_with(name, &resolve(opts, F)?)?;
-        args::give(out, shmbus_publisher::new(p));
-        Ok(OK)
-    })
+    // SAFETY: the header's contract for each argument.
+    unsafe {
+        args::make("shmbus_publisher_open", name, opts, out, |name, opts| {
+            let p = Publisher::open_with(name, opts)?;
+            Ok(shmbus_publisher::new(p))
+        })
+    }
 }
 
 /// Publishes `len` bytes from `data`. Lossy: never waits. Back-pressure: waits until every
@@ -314,14 +313,8 @@ pub unsafe extern "C" fn shmbus_publisher_config(
 /// frees the publisher; an uncommitted loan is not published. NULL is ignored.
 #[no_mangle]
 pub unsafe extern "C" fn shmbus_publisher_close(p: *mut shmbus_publisher) {
-    if p.is_null() {
-        return;
-    }
-    guard("shmbus_publisher_close", || {
-        // SAFETY: the header's contract: a live handle the caller gives up.
-        drop(unsafe { args::take(p, "shmbus_publisher_close") }?);
-        Ok(OK)
-    });
+    // SAFETY: the header's contract: NULL, or a live handle the caller gives up.
+    unsafe { args::close(p, "shmbus_publisher_close") };
 }
 
 /// Subscribes to an existing channel, starting with the next message published.
@@ -343,19 +336,17 @@ pub unsafe extern "C" fn shmbus_subscriber_open_with(
     from_oldest: c_int,
     out: *mut *mut shmbus_subscriber,
 ) -> c_int {
-    const F: &str = "shmbus_subscriber_open";
-    guard(F, || {
-        // SAFETY: the header's contract for each argument.
-        let (name, out) = unsafe { (args::text(name, F, "name")?, args::out(out, F, "out")?) };
-        let opts = resolve(opts, F)?;
-        let s = if from_oldest != 0 {
-            Subscriber::open_from_oldest(name, &opts)?
-        } else {
-            Subscriber::open_with(name, &opts)?
-        };
-        args::give(out, shmbus_subscriber::new(s));
-        Ok(OK)
-    })
+    // SAFETY: the header's contract for each argument.
+    unsafe {
+        args::make("shmbus_subscriber_open", name, opts, out, |name, opts| {
+            let s = if from_oldest != 0 {
+                Subscriber::open_from_oldest(name, opts)?
+            } else {
+                Subscriber::open_with(name, opts)?
+            };
+            Ok(shmbus_subscriber::new(s))
+        })
+    }
 }
 
 /// Receives the next message into `buf` (`cap` bytes) and stores its length in `*len`.
@@ -507,12 +498,6 @@ pub unsafe extern "C" fn shmbus_subscriber_config(
 /// ignored.
 #[no_mangle]
 pub unsafe extern "C" fn shmbus_subscriber_close(s: *mut shmbus_subscriber) {
-    if s.is_null() {
-        return;
-    }
-    guard("shmbus_subscriber_close", || {
-        // SAFETY: the header's contract: a live handle the caller gives up.
-        drop(unsafe { args::take(s, "shmbus_subscriber_close") }?);
-        Ok(OK)
-    });
+    // SAFETY: the header's contract: NULL, or a live handle the caller gives up.
+    unsafe { args::close(s, "shmbus_subscriber_close") };
 }

@@ -5,7 +5,7 @@ use std::ffi::{c_char, c_int, c_void};
 use shmbus::{Duplex, Received};
 
 use crate::args::{self, Wait};
-use crate::options::{resolve, shmbus_options};
+use crate::options::shmbus_options;
 use crate::status::{guard, Fail, OK};
 
 /// One end of a duplex link. Use it from one thread at a time (it may move between
@@ -49,14 +49,13 @@ pub unsafe extern "C" fn shmbus_duplex_listen(
     opts: *const shmbus_options,
     out: *mut *mut shmbus_duplex,
 ) -> c_int {
-    const F: &str = "shmbus_duplex_listen";
-    guard(F, || {
-        // SAFETY: the header's contract for each argument.
-        let (name, out) = unsafe { (args::text(name, F, "name")?, args::out(out, F, "out")?) };
-        let d = Duplex::listen_with(name, &resolve(opts, F)?)?;
-        args::give(out, shmbus_duplex::new(d, None, None));
-        Ok(OK)
-    })
+    // SAFETY: the header's contract for each argument.
+    unsafe {
+        args::make("shmbus_duplex_listen", name, opts, out, |name, opts| {
+            let d = Duplex::listen_with(name, opts)?;
+            Ok(shmbus_duplex::new(d, None, None))
+        })
+    }
 }
 
 /// Connects to the server of link `name`.
@@ -66,14 +65,13 @@ pub unsafe extern "C" fn shmbus_duplex_connect(
     opts: *const shmbus_options,
     out: *mut *mut shmbus_duplex,
 ) -> c_int {
-    const F: &str = "shmbus_duplex_connect";
-    guard(F, || {
-        // SAFETY: the header's contract for each argument.
-        let (name, out) = unsafe { (args::text(name, F, "name")?, args::out(out, F, "out")?) };
-        let d = Duplex::connect_with(name, &resolve(opts, F)?)?;
-        args::give(out, shmbus_duplex::new(d, None, None));
-        Ok(OK)
-    })
+    // SAFETY: the header's contract for each argument.
+    unsafe {
+        args::make("shmbus_duplex_connect", name, opts, out, |name, opts| {
+            let d = Duplex::connect_with(name, opts)?;
+            Ok(shmbus_duplex::new(d, None, None))
+        })
+    }
 }
 
 /// Sends a plain message (no reply expected) to the other end.
@@ -239,12 +237,6 @@ pub unsafe extern "C" fn shmbus_duplex_take_reply(
 /// ignored.
 #[no_mangle]
 pub unsafe extern "C" fn shmbus_duplex_close(d: *mut shmbus_duplex) {
-    if d.is_null() {
-        return;
-    }
-    guard("shmbus_duplex_close", || {
-        // SAFETY: the header's contract: a live handle the caller gives up.
-        drop(unsafe { args::take(d, "shmbus_duplex_close") }?);
-        Ok(OK)
-    });
+    // SAFETY: the header's contract: NULL, or a live handle the caller gives up.
+    unsafe { args::close(d, "shmbus_duplex_close") };
 }

@@ -5,7 +5,7 @@ use std::ffi::{c_char, c_int};
 use shmbus::{Event, EventMode};
 
 use crate::args::{self, Wait};
-use crate::options::{resolve, shmbus_options};
+use crate::options::shmbus_options;
 use crate::status::{guard, OK};
 
 /// An event. Threads may share one handle: every event function may be called from
@@ -54,14 +54,13 @@ pub unsafe extern "C" fn shmbus_event_create_with(
     opts: *const shmbus_options,
     out: *mut *mut shmbus_event,
 ) -> c_int {
-    const F: &str = "shmbus_event_create";
-    guard(F, || {
-        // SAFETY: the header's contract for each argument.
-        let (name, out) = unsafe { (args::text(name, F, "name")?, args::out(out, F, "out")?) };
-        let e = Event::create_with(name, mode_of(manual_reset), &resolve(opts, F)?)?;
-        args::give(out, shmbus_event::new(e));
-        Ok(OK)
-    })
+    // SAFETY: the header's contract for each argument.
+    unsafe {
+        args::make("shmbus_event_create", name, opts, out, |name, opts| {
+            let e = Event::create_with(name, mode_of(manual_reset), opts)?;
+            Ok(shmbus_event::new(e))
+        })
+    }
 }
 
 /// Opens an existing event.
@@ -81,14 +80,13 @@ pub unsafe extern "C" fn shmbus_event_open_with(
     opts: *const shmbus_options,
     out: *mut *mut shmbus_event,
 ) -> c_int {
-    const F: &str = "shmbus_event_open";
-    guard(F, || {
-        // SAFETY: the header's contract for each argument.
-        let (name, out) = unsafe { (args::text(name, F, "name")?, args::out(out, F, "out")?) };
-        let e = Event::open_with(name, &resolve(opts, F)?)?;
-        args::give(out, shmbus_event::new(e));
-        Ok(OK)
-    })
+    // SAFETY: the header's contract for each argument.
+    unsafe {
+        args::make("shmbus_event_open", name, opts, out, |name, opts| {
+            let e = Event::open_with(name, opts)?;
+            Ok(shmbus_event::new(e))
+        })
+    }
 }
 
 /// Opens the event, or creates it if it does not exist (`SHMBUS_ERR_MISMATCH` if it exists
@@ -100,14 +98,19 @@ pub unsafe extern "C" fn shmbus_event_create_or_open(
     opts: *const shmbus_options,
     out: *mut *mut shmbus_event,
 ) -> c_int {
-    const F: &str = "shmbus_event_create_or_open";
-    guard(F, || {
-        // SAFETY: the header's contract for each argument.
-        let (name, out) = unsafe { (args::text(name, F, "name")?, args::out(out, F, "out")?) };
-        let e = Event::create_or_open_with(name, mode_of(manual_reset), &resolve(opts, F)?)?;
-        args::give(out, shmbus_event::new(e));
-        Ok(OK)
-    })
+    // SAFETY: the header's contract for each argument.
+    unsafe {
+        args::make(
+            "shmbus_event_create_or_open",
+            name,
+            opts,
+            out,
+            |name, opts| {
+                let e = Event::create_or_open_with(name, mode_of(manual_reset), opts)?;
+                Ok(shmbus_event::new(e))
+            },
+        )
+    }
 }
 
 /// Sets the event: wakes every waiter (manual reset) or one (auto-reset; the event stays
@@ -172,12 +175,6 @@ pub unsafe extern "C" fn shmbus_event_wait(e: *mut shmbus_event, timeout_ns: i64
 /// persistent.
 #[no_mangle]
 pub unsafe extern "C" fn shmbus_event_close(e: *mut shmbus_event) {
-    if e.is_null() {
-        return;
-    }
-    guard("shmbus_event_close", || {
-        // SAFETY: the header's contract: a live handle the caller gives up.
-        drop(unsafe { args::take(e, "shmbus_event_close") }?);
-        Ok(OK)
-    });
+    // SAFETY: the header's contract: NULL, or a live handle the caller gives up.
+    unsafe { args::close(e, "shmbus_event_close") };
 }

@@ -36,14 +36,13 @@ pub unsafe extern "C" fn shmbus_segment_create(
     opts: *const shmbus_options,
     out: *mut *mut shmbus_segment,
 ) -> c_int {
-    const F: &str = "shmbus_segment_create";
-    guard(F, || {
-        // SAFETY: the header's contract for each argument.
-        let (name, out) = unsafe { (args::text(name, F, "name")?, args::out(out, F, "out")?) };
-        let seg = Segment::create_with(name, size, &resolve(opts, F)?)?;
-        args::give(out, shmbus_segment::new(seg));
-        Ok(OK)
-    })
+    // SAFETY: the header's contract for each argument.
+    unsafe {
+        args::make("shmbus_segment_create", name, opts, out, |name, opts| {
+            let seg = Segment::create_with(name, size, opts)?;
+            Ok(shmbus_segment::new(seg))
+        })
+    }
 }
 
 /// Opens an existing segment.
@@ -53,14 +52,13 @@ pub unsafe extern "C" fn shmbus_segment_open(
     opts: *const shmbus_options,
     out: *mut *mut shmbus_segment,
 ) -> c_int {
-    const F: &str = "shmbus_segment_open";
-    guard(F, || {
-        // SAFETY: the header's contract for each argument.
-        let (name, out) = unsafe { (args::text(name, F, "name")?, args::out(out, F, "out")?) };
-        let seg = Segment::open_with(name, &resolve(opts, F)?)?;
-        args::give(out, shmbus_segment::new(seg));
-        Ok(OK)
-    })
+    // SAFETY: the header's contract for each argument.
+    unsafe {
+        args::make("shmbus_segment_open", name, opts, out, |name, opts| {
+            let seg = Segment::open_with(name, opts)?;
+            Ok(shmbus_segment::new(seg))
+        })
+    }
 }
 
 /// Size of the segment's data in bytes (0 for an invalid handle).
@@ -149,12 +147,6 @@ pub unsafe extern "C" fn shmbus_remove(name: *const c_char, opts: *const shmbus_
 /// is persistent.
 #[no_mangle]
 pub unsafe extern "C" fn shmbus_segment_close(seg: *mut shmbus_segment) {
-    if seg.is_null() {
-        return;
-    }
-    guard("shmbus_segment_close", || {
-        // SAFETY: the header's contract: a live handle the caller gives up.
-        drop(unsafe { args::take(seg, "shmbus_segment_close") }?);
-        Ok(OK)
-    });
+    // SAFETY: the header's contract: NULL, or a live handle the caller gives up.
+    unsafe { args::close(seg, "shmbus_segment_close") };
 }
