@@ -1248,6 +1248,16 @@ pub struct Sample<'a> {
     len: usize,
 }
 
+// SAFETY: a `Sample` is a `&mut Subscriber` (Send + Sync) plus a pointer to bytes inside the
+// mapping that subscriber keeps alive; those bytes are readable from any thread, and only
+// read (`Deref` gives `&[u8]`), so moving or sharing a sample across threads is as safe as
+// moving or sharing a `&[u8]` into the mapping.
+#[allow(unsafe_code)]
+unsafe impl Send for Sample<'_> {}
+// SAFETY: as for `Send`: shared access only ever reads the borrowed bytes.
+#[allow(unsafe_code)]
+unsafe impl Sync for Sample<'_> {}
+
 impl std::ops::Deref for Sample<'_> {
     type Target = [u8];
     #[allow(unsafe_code)]

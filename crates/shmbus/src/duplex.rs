@@ -112,6 +112,11 @@ impl Duplex {
         self.send_word(0, data, Deadline::after(None))
     }
 
+    /// [`send`](Self::send), waiting at most `timeout` for room ([`Error::Timeout`]).
+    pub fn send_timeout(&mut self, data: &[u8], timeout: Duration) -> Result<()> {
+        self.send_word(0, data, Deadline::after(Some(timeout)))
+    }
+
     fn send_word(&mut self, word: u64, data: &[u8], deadline: Deadline) -> Result<()> {
         let mut loan = match deadline.remaining() {
             None => self.tx.loan(8 + data.len())?,

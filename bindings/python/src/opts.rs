@@ -1,0 +1,112 @@
+//! Keyword arguments shared by constructors, timeouts, and the one way every call waits.
+
+use std::time::{Duration, Instant};
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyBool;
+
+use crate::errors::to_py;
+
+/// How long one detached wait lasts at most before the caller looks at signals again: a
+/// Ctrl-C reaches a blocked call within this (plus the time to return).
+pub const SLICE: Duration = Duration::from_millis(50);
+
+/// `shmbus::Options` from the keyword arguments every constructor takes.
+pub struct OptionArgs<'a, 'py> {
+    pub namespace: Option<&'a str>,
+    pub permissions: Option<u32>,
+    pub persistent: bool,
+    pub open_timeout: Option<f64>,
+    pub allow_owner: Option<&'a Bound<'py, PyAny>>,
+    pub require_owner: Option<u32>,
+}
+
+impl OptionArgs<'_, '_> {
+    pub fn build(&self) -> PyResult<shmbus::Options> {
+        let mut o = shmbus::Options::new().persistent(self.persistent);
+        // Unset: `$SHMBUS_NAMESPACE` (as the Rust API's default).
+        if let Some(ns) = self.namespace {
+            o = o.namespace(Some(ns));
+        }
+        if let Some(mode) = self.permissions {
+            if mode > 0o777 {
+                return Err(PyValueError::new_err(format!(
+                    "permissions {mode:#o} are not file mode bits (0 to 0o777)"
+                )));
+            }
+            o = o.mode(mode);
+        }
+        if let Some(t) = duration(self.open_timeout, "open_timeout")? {
+            o = o.open_timeout(t);
+        }
+        if let Some(owner) = self.allow_owner {
+            if let Ok(b) = owner.cast::<PyBool>() {
+                if b.is_true() {
+                    o = o.allow_any_owner();
+                }
+            } else if let Ok(uid) = owner.extract::<u32>() {
+                o = o.allow_owner(uid);
+            } else if let Ok(uids) = owner.extract::<Vec<u32>>() {
+                for uid in uids {
+                    o = o.allow_owner(uid);
+                }
+            } else {
+                return Err(PyTypeError::new_err(
+                    "allow_owner takes a uid, a list of uids, or True (any owner)",
+                ));
+            }
+        }
+        if let Some(uid) = self.require_owner {
+            o = o.require_owner(uid);
+        }
+        Ok(o)
+    }
+}
+
+/// A timeout in seconds (`None`: no limit) as a duration; a `ValueError` for a negative or
+/// not-a-number one.
+pub fn duration(secs: Option<f64>, what: &str) -> PyResult<Option<Duration>> {
+    match secs {
+        None => Ok(None),
+        Some(s) if s.is_nan() || s < 0.0 => Err(PyValueError::new_err(format!(
+            "{what} must be a number of seconds >= 0 or None, not {s}"
+        ))),
+        // Longer than any wait can last: no limit.
+        Some(s) => Ok(Duration::try_from_secs_f64(s).ok()),
+    }
+}
+
+/// When a wait of at most `timeout` started now ends (`None`: never).
+pub fn deadline(timeout: Option<Duration>) -> Option<Instant> {
+    timeout.and_then(|t| Instant::now().checked_add(t))
+}
+
+/// The next slice of a wait that ends at `deadline`.
+pub fn slice(deadline: Option<Instant>) -> Duration {
+    deadline.map_or(SLICE, |d| {
+        d.saturating_duration_since(Instant::now()).min(SLICE)
+    })
+}
+
+/// Runs `attempt(slice)` detached from the interpreter, again and again while it times out
+/// and `deadline` is ahead, looking at signals between slices (so Ctrl-C interrupts it).
+/// `Timeout` once the deadline passes.
+pub fn blocking<T, F>(py: Python<'_>, timeout: Option<Duration>, mut attempt: F) -> PyResult<T>
+where
+    F: FnMut(Duration) -> shmbus::Result<T> + Send,
+    T: Send,
+{
+    let deadline = deadline(timeout);
+    loop {
+        let s = slice(deadline);
+        match py.detach(|| attempt(s)) {
+            Err(shmbus::Error::Timeout) => {}
+            r => return r.map_err(|e| to_py(py, e)),
+        }
+        py.check_signals()?;
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(to_py(py, shmbus::Error::Timeout));
+        }
+    }
+}
