@@ -214,13 +214,13 @@ pub fn on_update(
                 s.lost.fetch_add(u.skipped, Relaxed);
                 let version = u.version;
                 s.call(&callback, |py| {
-                    Ok(PyTuple::new(
+                    PyTuple::new(
                         py,
                         [
                             version.into_pyobject(py)?.into_any(),
                             PyBytes::new(py, u.data).into_any(),
                         ],
-                    )?)
+                    )
                 });
             })
         })

@@ -1,7 +1,8 @@
 //! The `shmbus._shmbus` extension module: Python bindings of the shmbus crate.
 //!
 //! `shmbus/__init__.py` re-exports everything from here, with the exceptions of
-//! `shmbus/_errors.py`. Layout: `channel` (Publisher, Loan, Subscriber, Borrowed), `board`
+//! `shmbus/_errors.py`. Layout: `publisher` (Publisher, Loan), `subscriber` (Subscriber, Borrowed),
+//! `recv_async`, `channel` (what they share), `board`
 //! (Blackboard, Event), `duplex`, `handler` (receive handlers), `catalog` (list, gc,
 //! remove), `pybuf` (the buffer protocol: reading callers' buffers, lending ring bytes),
 //! `opts` (keyword options, timeouts, waiting), `errors`.
@@ -14,7 +15,10 @@ mod duplex;
 mod errors;
 mod handler;
 mod opts;
+mod publisher;
 mod pybuf;
+mod recv_async;
+mod subscriber;
 
 use pyo3::prelude::*;
 
@@ -22,10 +26,10 @@ use pyo3::prelude::*;
 fn _shmbus(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("LAYOUT_VERSION", shmbus::LAYOUT_VERSION)?;
-    m.add_class::<channel::PyPublisher>()?;
-    m.add_class::<channel::Loan>()?;
-    m.add_class::<channel::PySubscriber>()?;
-    m.add_class::<channel::Borrowed>()?;
+    m.add_class::<publisher::PyPublisher>()?;
+    m.add_class::<publisher::Loan>()?;
+    m.add_class::<subscriber::PySubscriber>()?;
+    m.add_class::<subscriber::Borrowed>()?;
     m.add_class::<board::PyBlackboard>()?;
     m.add_class::<board::PyEvent>()?;
     m.add_class::<duplex::PyDuplex>()?;

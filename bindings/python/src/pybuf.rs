@@ -65,11 +65,6 @@ enum InputInner<'py> {
     Exported(Box<PyBuffer>),
 }
 
-// SAFETY: the exported bytes stay valid until `PyBuffer_Release` in drop, whichever thread
-// holds this meanwhile (the calls detach from the interpreter while reading them; CPython's
-// own socket.send does the same with a Py_buffer).
-unsafe impl Send for InputInner<'_> {}
-
 impl<'py> Input<'py> {
     /// Borrows `obj`'s bytes; a `TypeError` when it is not a contiguous buffer.
     pub fn new(obj: &Bound<'py, PyAny>) -> PyResult<Input<'py>> {
@@ -108,9 +103,6 @@ impl Drop for InputInner<'_> {
 pub struct Output {
     view: Box<PyBuffer>,
 }
-
-// SAFETY: as for `Input`.
-unsafe impl Send for Output {}
 
 impl Output {
     /// Borrows `obj`'s bytes for writing; a `TypeError`/`BufferError` when it cannot be.

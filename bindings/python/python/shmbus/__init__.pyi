@@ -5,10 +5,49 @@ from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Literal, NamedTuple, Optional, Union
 
-from typing_extensions import Buffer, Self
+from typing_extensions import Buffer, Self, final
 
 __version__: str
 LAYOUT_VERSION: int
+
+__all__ = [
+    "Publisher",
+    "Loan",
+    "Subscriber",
+    "Borrowed",
+    "Blackboard",
+    "Event",
+    "Duplex",
+    "HandlerGuard",
+    "HandlerStats",
+    "ObjectInfo",
+    "list",
+    "gc",
+    "remove",
+    "LAYOUT_VERSION",
+    "__version__",
+    "Error",
+    "Timeout",
+    "Disconnected",
+    "PublisherGone",
+    "Lagged",
+    "NotFound",
+    "AlreadyExists",
+    "PermissionDenied",
+    "InvalidName",
+    "InvalidConfig",
+    "TooLarge",
+    "WrongKind",
+    "WrongMode",
+    "VersionMismatch",
+    "Corrupt",
+    "TooManySubscribers",
+    "PublisherExists",
+    "Busy",
+    "ForeignProcess",
+    "HandlerError",
+    "Closed",
+]
 
 # ---------------------------------------------------------------------------------------------
 # Exceptions: every error is a shmbus.Error; several are also the matching built-in exception.
@@ -27,6 +66,7 @@ class PublisherGone(Error):
 
 class Lagged(Error):
     """Messages were overwritten before this subscriber read them (lossy channels)."""
+    def __init__(self, message: str, lost: int = 0) -> None: ...
     lost: int
     """How many messages were lost; the next receive continues with the oldest kept."""
 
@@ -87,8 +127,9 @@ class Closed(Error, ValueError):
 #   allow_owner  also trust objects owned by this uid (or list of uids); True trusts anyone
 #   require_owner trust only objects owned by this uid
 
-Owner = Union[int, builtins.list[int], bool, None]
+_Owner = Union[int, builtins.list[int], bool, None]
 
+@final
 class Publisher:
     """The one writer of a broadcast channel.
 
@@ -100,8 +141,8 @@ class Publisher:
     Thread safety: a publisher may be shared by threads; calls are serialised.
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         name: str,
         *,
         mode: Literal["lossy", "backpressure"] = "lossy",
@@ -111,9 +152,9 @@ class Publisher:
         namespace: Optional[str] = None,
         permissions: Optional[int] = None,
         persistent: bool = False,
-        allow_owner: Owner = None,
+        allow_owner: _Owner = None,
         require_owner: Optional[int] = None,
-    ) -> None:
+    ) -> Self:
         """Creates channel ``name`` and becomes its publisher."""
     @staticmethod
     def open(
@@ -121,7 +162,7 @@ class Publisher:
         *,
         namespace: Optional[str] = None,
         open_timeout: float = 1.0,
-        allow_owner: Owner = None,
+        allow_owner: _Owner = None,
         require_owner: Optional[int] = None,
     ) -> Publisher:
         """Becomes the publisher of an existing channel whose publisher has gone."""
@@ -136,7 +177,7 @@ class Publisher:
         namespace: Optional[str] = None,
         permissions: Optional[int] = None,
         persistent: bool = False,
-        allow_owner: Owner = None,
+        allow_owner: _Owner = None,
         require_owner: Optional[int] = None,
     ) -> Publisher:
         """Opens the channel when it exists with this configuration, else creates it."""
@@ -187,6 +228,7 @@ class Publisher:
         tb: Optional[TracebackType],
     ) -> None: ...
 
+@final
 class Loan:
     """Room for one message in the ring; see :meth:`Publisher.loan`."""
 
@@ -206,22 +248,23 @@ class Loan:
         tb: Optional[TracebackType],
     ) -> None: ...
 
+@final
 class Subscriber:
     """One reader of a broadcast channel; every subscriber gets every message.
 
     Thread safety: a subscriber may be shared by threads; receives are serialised.
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         name: str,
         *,
         from_oldest: bool = False,
         namespace: Optional[str] = None,
         open_timeout: float = 1.0,
-        allow_owner: Owner = None,
+        allow_owner: _Owner = None,
         require_owner: Optional[int] = None,
-    ) -> None:
+    ) -> Self:
         """Subscribes to channel ``name``: from the next message, or with ``from_oldest``
         from the oldest message still in the ring."""
     @property
@@ -275,6 +318,7 @@ class Subscriber:
         tb: Optional[TracebackType],
     ) -> None: ...
 
+@final
 class Borrowed:
     """A message borrowed in place; see :meth:`Subscriber.recv_ref`."""
 
@@ -296,6 +340,7 @@ class HandlerStats(NamedTuple):
     delivered: int
     lost: int
 
+@final
 class HandlerGuard:
     """Keeps a receive handler running; :meth:`stop` ends it and joins its thread."""
 
@@ -316,6 +361,7 @@ class HandlerGuard:
         tb: Optional[TracebackType],
     ) -> None: ...
 
+@final
 class Blackboard:
     """The latest value of something: one writer at a time, any number of torn-read-free readers."""
 
@@ -327,7 +373,7 @@ class Blackboard:
         namespace: Optional[str] = None,
         permissions: Optional[int] = None,
         persistent: bool = False,
-        allow_owner: Owner = None,
+        allow_owner: _Owner = None,
         require_owner: Optional[int] = None,
     ) -> Blackboard: ...
     @staticmethod
@@ -336,7 +382,7 @@ class Blackboard:
         *,
         namespace: Optional[str] = None,
         open_timeout: float = 1.0,
-        allow_owner: Owner = None,
+        allow_owner: _Owner = None,
         require_owner: Optional[int] = None,
     ) -> Blackboard: ...
     @staticmethod
@@ -347,7 +393,7 @@ class Blackboard:
         namespace: Optional[str] = None,
         permissions: Optional[int] = None,
         persistent: bool = False,
-        allow_owner: Owner = None,
+        allow_owner: _Owner = None,
         require_owner: Optional[int] = None,
     ) -> Blackboard: ...
     @property
@@ -376,6 +422,7 @@ class Blackboard:
         tb: Optional[TracebackType],
     ) -> None: ...
 
+@final
 class Event:
     """A cross-process event that never loses a wake-up."""
 
@@ -387,7 +434,7 @@ class Event:
         namespace: Optional[str] = None,
         permissions: Optional[int] = None,
         persistent: bool = False,
-        allow_owner: Owner = None,
+        allow_owner: _Owner = None,
         require_owner: Optional[int] = None,
     ) -> Event: ...
     @staticmethod
@@ -396,7 +443,7 @@ class Event:
         *,
         namespace: Optional[str] = None,
         open_timeout: float = 1.0,
-        allow_owner: Owner = None,
+        allow_owner: _Owner = None,
         require_owner: Optional[int] = None,
     ) -> Event: ...
     @staticmethod
@@ -407,7 +454,7 @@ class Event:
         namespace: Optional[str] = None,
         permissions: Optional[int] = None,
         persistent: bool = False,
-        allow_owner: Owner = None,
+        allow_owner: _Owner = None,
         require_owner: Optional[int] = None,
     ) -> Event: ...
     @property
@@ -430,6 +477,7 @@ class Event:
         tb: Optional[TracebackType],
     ) -> None: ...
 
+@final
 class Duplex:
     """One end of a two-way link: a server ``listen``s, one client ``connect``s."""
 
