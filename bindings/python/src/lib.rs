@@ -34,6 +34,7 @@ fn _shmbus(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<board::PyEvent>()?;
     m.add_class::<duplex::PyDuplex>()?;
     m.add_class::<handler::HandlerGuard>()?;
+    m.add_class::<recv_async::AsyncToken>()?;
     m.add_function(wrap_pyfunction!(catalog::list, m)?)?;
     m.add_function(wrap_pyfunction!(catalog::gc, m)?)?;
     m.add_function(wrap_pyfunction!(catalog::remove, m)?)?;

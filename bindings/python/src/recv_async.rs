@@ -1,7 +1,14 @@
 //! `Subscriber.recv_async`: a receive on a helper thread, delivered to an asyncio future.
+//!
+//! The coroutine `recv_async` returns (`shmbus._aio.await_future`) awaits a future that a
+//! helper thread completes through `loop.call_soon_threadsafe`. Cancelling it loses no
+//! message: the coroutine calls `AsyncToken.cancel` as the cancellation reaches it, which,
+//! under the subscriber's lock, either stops the thread before it receives, or takes back the
+//! message it received and is delivering, into the subscriber's stash (the next receive
+//! returns it first).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use pyo3::prelude::*;
@@ -11,42 +18,118 @@ use shmbus::Error;
 
 use crate::channel::{lock, lock_detached};
 use crate::errors::{closed, to_py};
-use crate::opts::slice;
+use crate::opts::{deadline, duration, slice};
 use crate::subscriber::PySubscriber;
 
+/// What the helper thread, the delivery callback and the token share. `inflight` and the
+/// decisions about it are made under the subscriber's lock.
+#[derive(Default)]
+struct Shared {
+    cancelled: AtomicBool,
+    /// A message received and on its way to the future.
+    inflight: Mutex<Option<Vec<u8>>>,
+}
+
+impl Shared {
+    fn take_inflight(&self) -> Option<Vec<u8>> {
+        self.inflight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+}
+
+/// Lets the coroutine stop its receive when it is cancelled.
+#[pyclass(module = "shmbus._shmbus", name = "_AsyncToken", frozen)]
+pub struct AsyncToken {
+    subscriber: Py<PySubscriber>,
+    shared: Arc<Shared>,
+}
+
+#[pymethods]
+impl AsyncToken {
+    /// Stops the receive; a message it already took goes back to the subscriber.
+    fn cancel(&self, py: Python<'_>) {
+        let mut st = lock(py, &self.subscriber.get().state);
+        self.shared.cancelled.store(true, Relaxed);
+        if let Some(m) = self.shared.take_inflight() {
+            st.stash.push_back(m);
+        }
+    }
+}
+
+/// `Subscriber.recv_async(timeout)`: a coroutine.
+pub fn recv_async<'py>(
+    slf: &Bound<'py, PySubscriber>,
+    timeout: Option<f64>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = slf.py();
+    let timeout = duration(timeout, "timeout")?;
+    let event_loop = py.import("asyncio")?.call_method0("get_running_loop")?;
+    let fut = event_loop.call_method0("create_future")?;
+    let shared = Arc::new(Shared::default());
+    let token = AsyncToken {
+        subscriber: slf.clone().unbind(),
+        shared: shared.clone(),
+    };
+    // Fast path: a message is waiting.
+    match slf.get().try_recv(py) {
+        Ok(Some(m)) => {
+            fut.call_method1("set_result", (m,))?;
+        }
+        Err(e) => {
+            fut.call_method1("set_exception", (e.into_value(py),))?;
+        }
+        Ok(None) => {
+            let job = AsyncRecv {
+                subscriber: slf.clone().unbind(),
+                event_loop: event_loop.unbind(),
+                fut: fut.clone().unbind(),
+                shared,
+                until: deadline(timeout),
+            };
+            std::thread::Builder::new()
+                .name("shmbus-recv-async".into())
+                .spawn(move || job.run())
+                .map_err(|e| PyErr::new::<pyo3::exceptions::PyOSError, _>(e.to_string()))?;
+        }
+    }
+    py.import("shmbus._aio")?
+        .call_method1("await_future", (fut, token))
+}
+
 /// A `recv_async` waiting on its own thread.
-pub struct AsyncRecv {
-    pub subscriber: Py<PySubscriber>,
-    pub event_loop: Py<PyAny>,
-    pub fut: Py<PyAny>,
-    pub cancelled: Arc<AtomicBool>,
-    pub until: Option<Instant>,
+struct AsyncRecv {
+    subscriber: Py<PySubscriber>,
+    event_loop: Py<PyAny>,
+    fut: Py<PyAny>,
+    shared: Arc<Shared>,
+    until: Option<Instant>,
 }
 
 impl AsyncRecv {
-    pub fn run(self) {
+    fn run(self) {
         let me = self.subscriber.get();
-        let outcome: Result<Vec<u8>, Option<Error>> = loop {
-            if self.cancelled.load(Ordering::Relaxed) {
-                return;
-            }
+        let outcome: Result<(), Option<Error>> = loop {
             let s = slice(self.until);
             let r = {
                 let mut g = lock_detached(&me.state);
+                if self.shared.cancelled.load(Relaxed) {
+                    return;
+                }
                 if g.borrow.is_some() {
-                    // Attaching while holding the lock is safe (see the module docs).
-                    let settled = Python::try_attach(|py| g.settle_borrow(py));
-                    match settled {
+                    // Attaching while holding the lock is safe (see `channel`'s docs).
+                    match Python::try_attach(|py| g.settle_borrow(py)) {
                         Some(Ok(())) => {}
                         Some(Err(e)) => {
                             drop(g);
-                            self.deliver(Err(e));
+                            Python::try_attach(|py| self.deliver(py, Err(e)));
                             return;
                         }
                         None => return,
                     }
                 }
-                if let Some(m) = g.stash.pop_front() {
+                let received = if let Some(m) = g.stash.pop_front() {
                     Ok(m)
                 } else if let Some(sub) = g.sub.as_mut() {
                     let mut buf = Vec::new();
@@ -54,12 +137,27 @@ impl AsyncRecv {
                         .map(|()| buf)
                         .map_err(Some)
                 } else {
-                    // Closed meanwhile.
-                    Err(None)
-                }
+                    Err(None) // closed meanwhile
+                };
+                // Still under the lock: hand the message over, or back if cancelled.
+                received.map(|m| {
+                    if self.shared.cancelled.load(Relaxed) {
+                        g.stash.push_back(m);
+                    } else {
+                        *self
+                            .shared
+                            .inflight
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner) = Some(m);
+                    }
+                })
             };
             match r {
-                Err(Some(Error::Timeout)) if self.until.is_none_or(|d| Instant::now() < d) => {}
+                Err(Some(Error::Timeout)) if self.until.is_none_or(|d| Instant::now() < d) => {
+                    if !self.loop_open() {
+                        return;
+                    }
+                }
                 r => break r,
             }
         };
@@ -68,37 +166,46 @@ impl AsyncRecv {
                 Some(e) => to_py(py, e),
                 None => closed(py, &format!("subscriber of `{}`", me.facts.name)),
             });
-            self.deliver_attached(py, r);
+            self.deliver(py, r);
         });
     }
 
-    fn deliver(&self, r: PyResult<Vec<u8>>) {
-        Python::try_attach(|py| self.deliver_attached(py, r));
+    /// Whether anybody can still take a result: the event loop is open and the interpreter
+    /// is not exiting.
+    fn loop_open(&self) -> bool {
+        Python::try_attach(|py| {
+            self.event_loop
+                .bind(py)
+                .call_method0("is_closed")
+                .and_then(|c| c.is_truthy())
+                .is_ok_and(|closed| !closed)
+        }) == Some(true)
     }
 
-    /// Hands the outcome to the event loop's thread, which sets the future's result (or, if
-    /// the future was cancelled meanwhile, puts the message back for the next receive).
-    fn deliver_attached(&self, py: Python<'_>, r: PyResult<Vec<u8>>) {
+    /// Completes the future on the event loop's thread: with the in-flight message (unless
+    /// the token took it back), or with the error.
+    fn deliver(&self, py: Python<'_>, r: PyResult<()>) {
         let sub = self.subscriber.clone_ref(py);
-        let (ok, value): (bool, Py<PyAny>) = match &r {
-            Ok(m) => (true, PyBytes::new(py, m).into_any().unbind()),
-            Err(e) => (false, e.clone_ref(py).into_value(py).into_any()),
-        };
         let fut = self.fut.clone_ref(py);
+        let shared = self.shared.clone();
+        let error = r.err().map(|e| e.into_value(py));
         let done = PyCFunction::new_closure(py, None, None, move |args, _kw| {
             let py = args.py();
             let fut = fut.bind(py);
+            let mut st = lock(py, &sub.get().state);
+            let msg = shared.take_inflight();
             if fut.call_method0("done")?.is_truthy()? {
-                if ok {
-                    put_back(py, &sub, value.bind(py))?;
+                if let Some(m) = msg {
+                    st.stash.push_back(m);
                 }
                 return Ok::<_, PyErr>(());
             }
-            if ok {
-                fut.call_method1("set_result", (value.bind(py),))?;
-            } else {
-                fut.call_method1("set_exception", (value.bind(py),))?;
-            }
+            drop(st);
+            match (&error, msg) {
+                (Some(e), _) => fut.call_method1("set_exception", (e.bind(py),))?,
+                (None, Some(m)) => fut.call_method1("set_result", (PyBytes::new(py, &m),))?,
+                (None, None) => return Ok(()), // taken back by a cancel
+            };
             Ok(())
         });
         let scheduled = done.and_then(|done| {
@@ -108,16 +215,9 @@ impl AsyncRecv {
         });
         if scheduled.is_err() {
             // The loop is closed: keep the message for the next receive.
-            if let Ok(m) = r {
-                let _ = put_back(py, &self.subscriber, PyBytes::new(py, &m).as_any());
+            if let Some(m) = self.shared.take_inflight() {
+                lock(py, &self.subscriber.get().state).stash.push_back(m);
             }
         }
     }
-}
-
-/// Puts a message that a cancelled `recv_async` received back in front of the queue.
-fn put_back(py: Python<'_>, sub: &Py<PySubscriber>, msg: &Bound<'_, PyAny>) -> PyResult<()> {
-    let bytes = msg.cast::<PyBytes>()?.as_bytes().to_vec();
-    lock(py, &sub.get().state).stash.push_back(bytes);
-    Ok(())
 }

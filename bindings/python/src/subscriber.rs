@@ -2,12 +2,11 @@
 
 use std::collections::VecDeque;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyCFunction, PyTuple};
+use pyo3::types::{PyBytes, PyTuple};
 
 use shmbus::{Error, Mode, Subscriber};
 
@@ -16,7 +15,6 @@ use crate::errors::{closed, to_py, IntoPy};
 use crate::handler::HandlerGuard;
 use crate::opts::{deadline, duration, slice, OptionArgs};
 use crate::pybuf::{lend, LendState, Output};
-use crate::recv_async::AsyncRecv;
 
 /// One reader of a broadcast channel; every subscriber gets every message.
 ///
@@ -259,7 +257,7 @@ impl PySubscriber {
 
     /// The next message if one is waiting, else ``None``. ``Disconnected`` at the end of the
     /// stream.
-    fn try_recv<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    pub(crate) fn try_recv<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let mut g = lock(py, &self.state);
         g.settle_borrow(py)?;
         g.sub(py, &self.facts)?;
@@ -375,44 +373,7 @@ impl PySubscriber {
     /// next receive.
     #[pyo3(signature = (timeout = None))]
     fn recv_async<'py>(slf: Bound<'py, Self>, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
-        let py = slf.py();
-        let timeout = duration(timeout, "timeout")?;
-        let event_loop = py.import("asyncio")?.call_method0("get_running_loop")?;
-        let fut = event_loop.call_method0("create_future")?;
-        // Fast path: a message is waiting.
-        match slf.get().try_recv(py) {
-            Ok(Some(m)) => {
-                fut.call_method1("set_result", (m,))?;
-                return Ok(fut);
-            }
-            Ok(None) => {}
-            Err(e) => {
-                fut.call_method1("set_exception", (e.into_value(py),))?;
-                return Ok(fut);
-            }
-        }
-        let cancelled = Arc::new(AtomicBool::new(false));
-        let flag = cancelled.clone();
-        let on_done = PyCFunction::new_closure(py, None, None, move |args, _kwargs| {
-            let fut = args.get_item(0)?;
-            if fut.call_method0("cancelled")?.is_truthy()? {
-                flag.store(true, Ordering::Relaxed);
-            }
-            Ok::<_, PyErr>(())
-        })?;
-        fut.call_method1("add_done_callback", (on_done,))?;
-        let job = AsyncRecv {
-            subscriber: slf.clone().unbind(),
-            event_loop: event_loop.unbind(),
-            fut: fut.clone().unbind(),
-            cancelled,
-            until: deadline(timeout),
-        };
-        std::thread::Builder::new()
-            .name("shmbus-recv-async".into())
-            .spawn(move || job.run())
-            .map_err(|e| PyErr::new::<pyo3::exceptions::PyOSError, _>(e.to_string()))?;
-        Ok(fut)
+        crate::recv_async::recv_async(&slf, timeout)
     }
 
     /// Publishes this subscriber's progress at once (back-pressure): frees the room of what
