@@ -89,7 +89,6 @@ impl PyBlackboard {
             namespace,
             permissions,
             persistent,
-            open_timeout: None,
             allow_owner,
             require_owner,
         }
@@ -102,7 +101,7 @@ impl PyBlackboard {
 
     /// Opens blackboard ``name``; with ``open_timeout``, waits that long for it to appear.
     #[staticmethod]
-    #[pyo3(signature = (name, *, namespace = None, open_timeout = 1.0, allow_owner = None,
+    #[pyo3(signature = (name, *, namespace = None, open_timeout = 0.0, allow_owner = None,
         require_owner = None))]
     fn open(
         py: Python<'_>,
@@ -116,12 +115,11 @@ impl PyBlackboard {
             namespace,
             permissions: None,
             persistent: false,
-            open_timeout: Some(open_timeout),
             allow_owner,
             require_owner,
         }
         .build()?;
-        let b = py.detach(|| Blackboard::open_with(name, &o)).py(py)?;
+        let b = crate::opts::open_retry(py, open_timeout, || Blackboard::open_with(name, &o))?;
         Ok(Self::wrap(b))
     }
 
@@ -144,7 +142,6 @@ impl PyBlackboard {
             namespace,
             permissions,
             persistent,
-            open_timeout: None,
             allow_owner,
             require_owner,
         }
@@ -295,7 +292,6 @@ impl PyEvent {
             namespace,
             permissions,
             persistent,
-            open_timeout: None,
             allow_owner,
             require_owner,
         }
@@ -308,7 +304,7 @@ impl PyEvent {
 
     /// Opens event ``name``; with ``open_timeout``, waits that long for it to appear.
     #[staticmethod]
-    #[pyo3(signature = (name, *, namespace = None, open_timeout = 1.0, allow_owner = None,
+    #[pyo3(signature = (name, *, namespace = None, open_timeout = 0.0, allow_owner = None,
         require_owner = None))]
     fn open(
         py: Python<'_>,
@@ -322,12 +318,11 @@ impl PyEvent {
             namespace,
             permissions: None,
             persistent: false,
-            open_timeout: Some(open_timeout),
             allow_owner,
             require_owner,
         }
         .build()?;
-        let e = py.detach(|| Event::open_with(name, &o)).py(py)?;
+        let e = crate::opts::open_retry(py, open_timeout, || Event::open_with(name, &o))?;
         Ok(Self::wrap(e))
     }
 
@@ -350,7 +345,6 @@ impl PyEvent {
             namespace,
             permissions,
             persistent,
-            open_timeout: None,
             allow_owner,
             require_owner,
         }

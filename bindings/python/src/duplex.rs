@@ -9,7 +9,7 @@ use shmbus::{Duplex, Received};
 
 use crate::channel::lock;
 use crate::errors::{closed, IntoPy};
-use crate::opts::{blocking, duration, OptionArgs};
+use crate::opts::{blocking, duration, OptionArgs, WaitErr};
 use crate::pybuf::Input;
 
 /// One end of a two-way link: a server ``listen``s, one client ``connect``s. Either end
@@ -35,10 +35,8 @@ impl PyDuplex {
         blocking(py, timeout, |s| {
             let mut g = link.lock().unwrap_or_else(PoisonError::into_inner);
             match g.as_mut() {
-                Some(d) => f(d, s),
-                None => Err(shmbus::Error::InvalidConfig {
-                    reason: "the duplex was closed while a call waited".into(),
-                }),
+                Some(d) => Ok(f(d, s)?),
+                None => Err(WaitErr::Closed(format!("duplex `{}`", self.name))),
             }
         })
     }
@@ -59,7 +57,6 @@ impl PyDuplex {
             namespace,
             permissions,
             persistent: false,
-            open_timeout: None,
             allow_owner: None,
             require_owner: None,
         }
@@ -74,7 +71,7 @@ impl PyDuplex {
     /// Connects to the server of link ``name``; with ``open_timeout``, waits that long for
     /// it to listen.
     #[staticmethod]
-    #[pyo3(signature = (name, *, namespace = None, open_timeout = 1.0))]
+    #[pyo3(signature = (name, *, namespace = None, open_timeout = 0.0))]
     fn connect(
         py: Python<'_>,
         name: &str,
@@ -85,12 +82,11 @@ impl PyDuplex {
             namespace,
             permissions: None,
             persistent: false,
-            open_timeout: Some(open_timeout),
             allow_owner: None,
             require_owner: None,
         }
         .build()?;
-        let d = py.detach(|| Duplex::connect_with(name, &o)).py(py)?;
+        let d = crate::opts::open_retry(py, open_timeout, || Duplex::connect_with(name, &o))?;
         Ok(PyDuplex {
             name: name.to_owned(),
             link: Mutex::new(Some(d)),

@@ -17,7 +17,6 @@ pub struct OptionArgs<'a, 'py> {
     pub namespace: Option<&'a str>,
     pub permissions: Option<u32>,
     pub persistent: bool,
-    pub open_timeout: Option<f64>,
     pub allow_owner: Option<&'a Bound<'py, PyAny>>,
     pub require_owner: Option<u32>,
 }
@@ -36,9 +35,6 @@ impl OptionArgs<'_, '_> {
                 )));
             }
             o = o.mode(mode);
-        }
-        if let Some(t) = duration(self.open_timeout, "open_timeout")? {
-            o = o.open_timeout(t);
         }
         if let Some(owner) = self.allow_owner {
             if let Ok(b) = owner.cast::<PyBool>() {
@@ -89,24 +85,66 @@ pub fn slice(deadline: Option<Instant>) -> Duration {
     })
 }
 
+/// Why a wait in `blocking` ended without a value.
+pub enum WaitErr {
+    /// The library said so.
+    Lib(shmbus::Error),
+    /// The object was closed (by another thread) while we waited: `Closed`, naming it.
+    Closed(String),
+}
+
+impl From<shmbus::Error> for WaitErr {
+    fn from(e: shmbus::Error) -> WaitErr {
+        WaitErr::Lib(e)
+    }
+}
+
 /// Runs `attempt(slice)` detached from the interpreter, again and again while it times out
 /// and `deadline` is ahead, looking at signals between slices (so Ctrl-C interrupts it).
 /// `Timeout` once the deadline passes.
 pub fn blocking<T, F>(py: Python<'_>, timeout: Option<Duration>, mut attempt: F) -> PyResult<T>
 where
-    F: FnMut(Duration) -> shmbus::Result<T> + Send,
+    F: FnMut(Duration) -> Result<T, WaitErr> + Send,
     T: Send,
 {
     let deadline = deadline(timeout);
     loop {
         let s = slice(deadline);
         match py.detach(|| attempt(s)) {
-            Err(shmbus::Error::Timeout) => {}
-            r => return r.map_err(|e| to_py(py, e)),
+            Err(WaitErr::Lib(shmbus::Error::Timeout)) => {}
+            Ok(v) => return Ok(v),
+            Err(WaitErr::Lib(e)) => return Err(to_py(py, e)),
+            Err(WaitErr::Closed(what)) => return Err(crate::errors::closed(py, &what)),
         }
         py.check_signals()?;
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(to_py(py, shmbus::Error::Timeout));
+        }
+    }
+}
+
+/// How often an open that waits for its object to appear looks again. (A notification
+/// through inotify on the shared-memory directory is issue 11's WaitSet work.)
+const APPEAR_POLL: Duration = Duration::from_millis(5);
+
+/// Runs `open` (detached) until it stops failing with `NotFound` or `open_timeout` seconds
+/// have passed, looking at signals in between: opening waits for the object to appear.
+pub fn open_retry<T: Send>(
+    py: Python<'_>,
+    open_timeout: f64,
+    open: impl Fn() -> shmbus::Result<T> + Send + Sync,
+) -> PyResult<T> {
+    let until = deadline(duration(Some(open_timeout), "open_timeout")?);
+    loop {
+        match py.detach(&open) {
+            Err(shmbus::Error::NotFound { .. }) if until.is_none_or(|d| Instant::now() < d) => {
+                let nap = until.map_or(APPEAR_POLL, |d| {
+                    d.saturating_duration_since(Instant::now()).min(APPEAR_POLL)
+                });
+                py.detach(|| std::thread::sleep(nap));
+                py.check_signals()?;
+            }
+            r => return r.map_err(|e| to_py(py, e)),
         }
     }
 }

@@ -12,7 +12,7 @@ use shmbus::{ChannelConfig, Error, Publisher};
 
 use crate::channel::{lock, lock_detached, mode_name, parse_mode, release_view, Facts};
 use crate::errors::{closed, to_py, IntoPy};
-use crate::opts::{deadline, duration, slice, OptionArgs};
+use crate::opts::{deadline, duration, slice, OptionArgs, WaitErr};
 use crate::pybuf::{lend, Input, LendState};
 
 /// The one writer of a broadcast channel.
@@ -102,6 +102,7 @@ fn make_publisher(
     max_message: Option<usize>,
     max_subscribers: usize,
     opts: OptionArgs<'_, '_>,
+    open_timeout: f64,
     py: Python<'_>,
 ) -> PyResult<PyPublisher> {
     let opts = opts.build()?;
@@ -119,9 +120,17 @@ fn make_publisher(
                 py.detach(|| Publisher::create_or_open_with(name, config, &opts))
             }
         }
-        Some(false) => py.detach(|| Publisher::open_with(name, &opts)),
+        Some(false) => {
+            return wrap(crate::opts::open_retry(py, open_timeout, || {
+                Publisher::open_with(name, &opts)
+            })?)
+        }
     }
     .py(py)?;
+    wrap(publisher)
+}
+
+fn wrap(publisher: Publisher) -> PyResult<PyPublisher> {
     Ok(PyPublisher {
         facts: Facts::new(publisher.name(), publisher.config()),
         state: Mutex::new(PubState {
@@ -157,7 +166,6 @@ impl PyPublisher {
             namespace,
             permissions,
             persistent,
-            open_timeout: None,
             allow_owner,
             require_owner,
         };
@@ -169,13 +177,14 @@ impl PyPublisher {
             max_message,
             max_subscribers,
             opts,
+            0.0,
             py,
         )
     }
 
     /// Becomes the publisher of an existing channel whose publisher has gone.
     #[staticmethod]
-    #[pyo3(signature = (name, *, namespace = None, open_timeout = 1.0, allow_owner = None,
+    #[pyo3(signature = (name, *, namespace = None, open_timeout = 0.0, allow_owner = None,
         require_owner = None))]
     fn open(
         py: Python<'_>,
@@ -189,11 +198,20 @@ impl PyPublisher {
             namespace,
             permissions: None,
             persistent: false,
-            open_timeout: Some(open_timeout),
             allow_owner,
             require_owner,
         };
-        make_publisher(name, Some(false), "lossy", 0, None, 0, opts, py)
+        make_publisher(
+            name,
+            Some(false),
+            "lossy",
+            0,
+            None,
+            0,
+            opts,
+            open_timeout,
+            py,
+        )
     }
 
     /// Opens the channel when it exists with this configuration, else creates it.
@@ -219,7 +237,6 @@ impl PyPublisher {
             namespace,
             permissions,
             persistent,
-            open_timeout: None,
             allow_owner,
             require_owner,
         };
@@ -231,6 +248,7 @@ impl PyPublisher {
             max_message,
             max_subscribers,
             opts,
+            0.0,
             py,
         )
     }
@@ -313,10 +331,11 @@ impl PyPublisher {
         crate::opts::blocking(py, timeout, |s| {
             let mut g = lock_detached(state);
             match g.publisher.as_mut() {
-                Some(p) => p.send_timeout(bytes, s),
-                None => Err(Error::InvalidConfig {
-                    reason: "the publisher was closed while send waited".into(),
-                }),
+                Some(p) => Ok(p.send_timeout(bytes, s)?),
+                None => Err(WaitErr::Closed(format!(
+                    "publisher of `{}`",
+                    self.facts.name
+                ))),
             }
         })
     }
@@ -417,9 +436,10 @@ impl PyPublisher {
                 let n = match lock_detached(state).publisher.as_ref() {
                     Some(p) => p.subscriber_count(),
                     None => {
-                        return Err(Error::InvalidConfig {
-                            reason: "the publisher was closed while it waited".into(),
-                        })
+                        return Err(WaitErr::Closed(format!(
+                            "publisher of `{}`",
+                            self.facts.name
+                        )))
                     }
                 };
                 if n >= count {
@@ -427,7 +447,7 @@ impl PyPublisher {
                 }
                 let now = Instant::now();
                 if now >= end {
-                    return Err(Error::Timeout);
+                    return Err(WaitErr::Lib(Error::Timeout));
                 }
                 std::thread::sleep((end - now).min(Duration::from_millis(1)));
             }

@@ -1,11 +1,11 @@
 //! `Subscriber.recv_async`: a receive on a helper thread, delivered to an asyncio future.
 //!
-//! The coroutine `recv_async` returns (`shmbus._aio.await_future`) awaits a future that a
-//! helper thread completes through `loop.call_soon_threadsafe`. Cancelling it loses no
-//! message: the coroutine calls `AsyncToken.cancel` as the cancellation reaches it, which,
-//! under the subscriber's lock, either stops the thread before it receives, or takes back the
-//! message it received and is delivering, into the subscriber's stash (the next receive
-//! returns it first).
+//! The coroutine `recv_async` returns (`shmbus._aio.recv_async`) starts the receive when it
+//! first runs, then awaits a future that a helper thread completes through `loop.call_soon_threadsafe`. Cancelling it loses no
+//! message: the coroutine calls `AsyncToken.cancel` as the cancellation reaches it, which
+//! sets a flag the thread reads under the subscriber's lock after each receive (a message it
+//! got then goes to the subscriber's stash, which the next receive returns first), or takes
+//! back, under that lock, the message the thread already handed over.
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -31,6 +31,13 @@ struct Shared {
 }
 
 impl Shared {
+    fn inflight_is_empty(&self) -> bool {
+        self.inflight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_none()
+    }
+
     fn take_inflight(&self) -> Option<Vec<u8>> {
         self.inflight
             .lock()
@@ -48,9 +55,25 @@ pub struct AsyncToken {
 
 #[pymethods]
 impl AsyncToken {
-    /// Stops the receive; a message it already took goes back to the subscriber.
+    /// Stops the receive; a message it already took goes back to the subscriber. Never
+    /// waits for the helper thread: while it holds the lock (inside a receive slice) the
+    /// flag is enough, as it looks at the flag under the lock when its receive returns.
     fn cancel(&self, py: Python<'_>) {
-        let mut st = lock(py, &self.subscriber.get().state);
+        let state = &self.subscriber.get().state;
+        let mut st = match state.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                self.shared.cancelled.store(true, Relaxed);
+                if self.shared.inflight_is_empty() {
+                    // The helper has not handed a message over: it will see the flag.
+                    return;
+                }
+                // Handed over already (the lock holder is another thread): put it back
+                // in order.
+                lock(py, state)
+            }
+        };
         self.shared.cancelled.store(true, Relaxed);
         if let Some(m) = self.shared.take_inflight() {
             st.stash.push_back(m);
@@ -58,11 +81,11 @@ impl AsyncToken {
     }
 }
 
-/// `Subscriber.recv_async(timeout)`: a coroutine.
-pub fn recv_async<'py>(
+/// The future `Subscriber.recv_async` awaits, with its token; started receiving.
+pub fn recv_future<'py>(
     slf: &Bound<'py, PySubscriber>,
     timeout: Option<f64>,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> PyResult<(Bound<'py, PyAny>, AsyncToken)> {
     let py = slf.py();
     let timeout = duration(timeout, "timeout")?;
     let event_loop = py.import("asyncio")?.call_method0("get_running_loop")?;
@@ -72,8 +95,14 @@ pub fn recv_async<'py>(
         subscriber: slf.clone().unbind(),
         shared: shared.clone(),
     };
-    // Fast path: a message is waiting.
-    match slf.get().try_recv(py) {
+    // Fast path: a message is waiting. Only tried when the lock is free: the event loop must
+    // not wait for a helper thread (a cancelled one ends its receive slice first).
+    let me = slf.get();
+    let fast = match me.state.try_lock() {
+        Ok(mut g) => me.try_recv_locked(py, &mut g),
+        Err(_) => Ok(None),
+    };
+    match fast {
         Ok(Some(m)) => {
             fut.call_method1("set_result", (m,))?;
         }
@@ -94,8 +123,7 @@ pub fn recv_async<'py>(
                 .map_err(|e| PyErr::new::<pyo3::exceptions::PyOSError, _>(e.to_string()))?;
         }
     }
-    py.import("shmbus._aio")?
-        .call_method1("await_future", (fut, token))
+    Ok((fut, token))
 }
 
 /// A `recv_async` waiting on its own thread.

@@ -11,7 +11,7 @@ use pyo3::types::{PyBytes, PyTuple};
 use shmbus::{Error, Mode, Subscriber};
 
 use crate::channel::{lock, mode_name, release_view, Facts};
-use crate::errors::{closed, to_py, IntoPy};
+use crate::errors::{closed, to_py};
 use crate::handler::HandlerGuard;
 use crate::opts::{deadline, duration, slice, OptionArgs};
 use crate::pybuf::{lend, LendState, Output};
@@ -151,7 +151,7 @@ fn settle<T>(py: Python<'_>, r: shmbus::Result<T>) -> PyResult<Option<T>> {
 impl PySubscriber {
     /// Subscribes to channel ``name``.
     #[new]
-    #[pyo3(signature = (name, *, from_oldest = false, namespace = None, open_timeout = 1.0,
+    #[pyo3(signature = (name, *, from_oldest = false, namespace = None, open_timeout = 0.0,
         allow_owner = None, require_owner = None))]
     fn new(
         py: Python<'_>,
@@ -166,20 +166,17 @@ impl PySubscriber {
             namespace,
             permissions: None,
             persistent: false,
-            open_timeout: Some(open_timeout),
             allow_owner,
             require_owner,
         }
         .build()?;
-        let sub = py
-            .detach(|| {
-                if from_oldest {
-                    Subscriber::open_from_oldest(name, &opts)
-                } else {
-                    Subscriber::open_with(name, &opts)
-                }
-            })
-            .py(py)?;
+        let sub = crate::opts::open_retry(py, open_timeout, || {
+            if from_oldest {
+                Subscriber::open_from_oldest(name, &opts)
+            } else {
+                Subscriber::open_with(name, &opts)
+            }
+        })?;
         Ok(PySubscriber {
             facts: Facts::new(sub.name(), sub.config()),
             state: Mutex::new(SubState {
@@ -259,9 +256,7 @@ impl PySubscriber {
     /// stream.
     pub(crate) fn try_recv<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let mut g = lock(py, &self.state);
-        g.settle_borrow(py)?;
-        g.sub(py, &self.facts)?;
-        settle(py, g.receive(py, &self.facts, Attempt::Now))
+        self.try_recv_locked(py, &mut g)
     }
 
     /// Receives into a writable buffer (bytearray, numpy array, ...) and returns the
@@ -373,7 +368,19 @@ impl PySubscriber {
     /// next receive.
     #[pyo3(signature = (timeout = None))]
     fn recv_async<'py>(slf: Bound<'py, Self>, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
-        crate::recv_async::recv_async(&slf, timeout)
+        // The coroutine starts receiving when it first runs (through `_recv_future`).
+        slf.py()
+            .import("shmbus._aio")?
+            .call_method1("recv_async", (slf, timeout))
+    }
+
+    /// The future and cancel token of one `recv_async` (what its coroutine awaits).
+    #[pyo3(signature = (timeout = None))]
+    fn _recv_future<'py>(
+        slf: Bound<'py, Self>,
+        timeout: Option<f64>,
+    ) -> PyResult<(Bound<'py, PyAny>, crate::recv_async::AsyncToken)> {
+        crate::recv_async::recv_future(&slf, timeout)
     }
 
     /// Publishes this subscriber's progress at once (back-pressure): frees the room of what
@@ -441,6 +448,19 @@ impl PySubscriber {
             self.facts.name,
             mode_name(self.facts.config.mode)
         )
+    }
+}
+
+impl PySubscriber {
+    /// `try_recv` with the lock held.
+    pub(crate) fn try_recv_locked<'py>(
+        &self,
+        py: Python<'py>,
+        st: &mut SubState,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        st.settle_borrow(py)?;
+        st.sub(py, &self.facts)?;
+        settle(py, st.receive(py, &self.facts, Attempt::Now))
     }
 }
 

@@ -124,6 +124,7 @@ class Closed(Error, ValueError):
 #   permissions  file mode bits of a created object (default 0o600)
 #   persistent   keep a created object when its creator closes it
 #   open_timeout when opening, wait up to this many seconds for the object to appear
+#                (default 0: NotFound at once)
 #   allow_owner  also trust objects owned by this uid (or list of uids); True trusts anyone
 #   require_owner trust only objects owned by this uid
 
@@ -161,7 +162,7 @@ class Publisher:
         name: str,
         *,
         namespace: Optional[str] = None,
-        open_timeout: float = 1.0,
+        open_timeout: float = 0.0,
         allow_owner: _Owner = None,
         require_owner: Optional[int] = None,
     ) -> Publisher:
@@ -261,7 +262,7 @@ class Subscriber:
         *,
         from_oldest: bool = False,
         namespace: Optional[str] = None,
-        open_timeout: float = 1.0,
+        open_timeout: float = 0.0,
         allow_owner: _Owner = None,
         require_owner: Optional[int] = None,
     ) -> Self:
@@ -381,7 +382,7 @@ class Blackboard:
         name: str,
         *,
         namespace: Optional[str] = None,
-        open_timeout: float = 1.0,
+        open_timeout: float = 0.0,
         allow_owner: _Owner = None,
         require_owner: Optional[int] = None,
     ) -> Blackboard: ...
@@ -442,7 +443,7 @@ class Event:
         name: str,
         *,
         namespace: Optional[str] = None,
-        open_timeout: float = 1.0,
+        open_timeout: float = 0.0,
         allow_owner: _Owner = None,
         require_owner: Optional[int] = None,
     ) -> Event: ...
@@ -484,7 +485,7 @@ class Duplex:
     @staticmethod
     def listen(name: str, *, namespace: Optional[str] = None, permissions: Optional[int] = None) -> Duplex: ...
     @staticmethod
-    def connect(name: str, *, namespace: Optional[str] = None, open_timeout: float = 1.0) -> Duplex: ...
+    def connect(name: str, *, namespace: Optional[str] = None, open_timeout: float = 0.0) -> Duplex: ...
     def send(self, data: Buffer, timeout: Optional[float] = None) -> None: ...
     def recv(self, timeout: Optional[float] = None) -> tuple[bytes, Optional[int]]:
         """The next ``(message, request_id)``; ``request_id`` is set when the peer waits for a reply."""

@@ -1,16 +1,20 @@
 """asyncio glue for the extension module."""
 
 import asyncio
-from typing import Any
+from typing import Any, Optional
 
 
-async def await_future(fut: "asyncio.Future[Any]", token: Any) -> Any:
-    """What ``Subscriber.recv_async`` returns: a coroutine (so it works with
-    ``asyncio.create_task``, ``wait_for`` and ``gather`` like any ``async def``) awaiting
-    the future a helper thread completes. When cancelled, it tells the token at once, which
-    puts back a message already received: cancelling loses nothing."""
+async def recv_async(sub: Any, timeout: Optional[float]) -> bytes:
+    """What ``Subscriber.recv_async`` returns: a coroutine, so it works with
+    ``asyncio.run``, ``create_task``, ``wait_for`` and ``gather`` like any ``async def``.
+
+    It starts receiving when it first runs: a helper thread waits and completes the future.
+    When cancelled it tells the token at once, which puts back a message already received,
+    so cancelling loses nothing."""
+    fut, token = sub._recv_future(timeout)
     try:
-        return await fut
+        result: bytes = await fut
+        return result
     except asyncio.CancelledError:
         token.cancel()
         raise
