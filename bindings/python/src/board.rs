@@ -16,9 +16,11 @@ use crate::pybuf::Input;
 
 /// Waits in slices until `attempt(slice)` gives a value or `timeout` passes (`None` then),
 /// looking at signals between slices.
+/// `Closed` (naming `what`) as soon as `closed()` says the handle was closed meanwhile.
 fn wait_value<T: Send>(
     py: Python<'_>,
     timeout: Option<Duration>,
+    closed_now: impl Fn(Python<'_>) -> Option<String>,
     mut attempt: impl FnMut(Duration) -> shmbus::Result<Option<T>> + Send,
 ) -> PyResult<Option<T>> {
     let until = deadline(timeout);
@@ -28,6 +30,9 @@ fn wait_value<T: Send>(
             return Ok(Some(v));
         }
         py.check_signals()?;
+        if let Some(what) = closed_now(py) {
+            return Err(closed(py, &what));
+        }
         if until.is_some_and(|d| Instant::now() >= d) {
             return Ok(None);
         }
@@ -201,7 +206,14 @@ impl PyBlackboard {
     ) -> PyResult<Option<u64>> {
         let timeout = duration(timeout, "timeout")?;
         let board = self.handle(py)?;
-        wait_value(py, timeout, |s| board.wait_newer(version, Some(s)))
+        let closed_now = |py: Python<'_>| {
+            lock(py, &self.board)
+                .is_none()
+                .then(|| format!("blackboard `{}`", self.name))
+        };
+        wait_value(py, timeout, closed_now, |s| {
+            board.wait_newer(version, Some(s))
+        })
     }
 
     /// Calls ``callback(version, value)`` on a background thread for each new value, until
@@ -399,7 +411,14 @@ impl PyEvent {
         if event.wait_timeout(Duration::ZERO) {
             return Ok(true);
         }
-        let r = wait_value(py, timeout, |s| Ok(event.wait_timeout(s).then_some(())))?;
+        let closed_now = |py: Python<'_>| {
+            lock(py, &self.event)
+                .is_none()
+                .then(|| format!("event `{}`", self.name))
+        };
+        let r = wait_value(py, timeout, closed_now, |s| {
+            Ok(event.wait_timeout(s).then_some(()))
+        })?;
         Ok(r.is_some())
     }
 
