@@ -5,7 +5,9 @@
 //! while attached to the interpreter we lock with `lock_py_attached` (which detaches while
 //! it waits); while detached we lock plainly. A thread holding the mutex may then attach.
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use parking_lot::{Mutex, MutexGuard};
 
 use pyo3::exceptions::{PyBufferError, PyValueError};
 use pyo3::prelude::*;
@@ -18,12 +20,28 @@ use crate::pybuf::LendState;
 /// Locks `m` while attached (see the module docs).
 pub fn lock<'a, T>(py: Python<'_>, m: &'a Mutex<T>) -> MutexGuard<'a, T> {
     m.lock_py_attached(py)
-        .unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Locks `m` while detached.
 pub fn lock_detached<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
+    m.lock()
+}
+
+/// Locks `m` while attached, waiting (detached) at most until `until`: `None` when that
+/// passes first. A call's timeout so also bounds its wait for a lock another thread holds
+/// during its own blocking wait.
+pub fn lock_until<'a, T: Send>(
+    py: Python<'_>,
+    m: &'a Mutex<T>,
+    until: Option<Instant>,
+) -> Option<MutexGuard<'a, T>> {
+    if let Some(g) = m.try_lock() {
+        return Some(g);
+    }
+    match until {
+        None => Some(lock(py, m)),
+        Some(d) => py.detach(|| m.try_lock_until(d)),
+    }
 }
 
 pub fn mode_name(mode: Mode) -> &'static str {

@@ -1,6 +1,6 @@
 //! `Duplex`: a two-way link between two processes.
 
-use std::sync::{Mutex, PoisonError};
+use parking_lot::Mutex;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
@@ -33,7 +33,7 @@ impl PyDuplex {
         }
         let link = &self.link;
         blocking(py, timeout, |s| {
-            let mut g = link.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut g = link.lock();
             match g.as_mut() {
                 Some(d) => Ok(f(d, s)?),
                 None => Err(WaitErr::Closed(format!("duplex `{}`", self.name))),
@@ -145,7 +145,7 @@ impl PyDuplex {
         let link = &self.link;
         let name = &self.name;
         let r = py.detach(|| {
-            let mut g = link.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut g = link.lock();
             g.as_mut().map(|d| d.request(bytes, t))
         });
         match r {

@@ -2,7 +2,9 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
@@ -42,7 +44,7 @@ impl Shared {
                 self.delivered.fetch_add(1, Relaxed);
             }
             Some(Err(e)) => {
-                *self.failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
+                *self.failure.lock() = Some(e);
                 std::panic::resume_unwind(Box::new(CALLBACK_RAISED));
             }
             None => std::panic::resume_unwind(Box::new(INTERPRETER_GONE)),
@@ -69,12 +71,7 @@ impl HandlerGuard {
 
     /// The callback's exception, once.
     fn take_failure(&self) -> Option<PyErr> {
-        let e = self
-            .shared
-            .failure
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let e = self.shared.failure.lock().take();
         if e.is_some() {
             self.shared.reported.store(true, Relaxed);
         }
@@ -156,11 +153,7 @@ impl HandlerGuard {
 
 impl Drop for HandlerGuard {
     fn drop(&mut self) {
-        let guard = self
-            .guard
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let guard = self.guard.get_mut().take();
         let Some(g) = guard else { return };
         Python::attach(|py| {
             // Dropping stops and joins the thread: detached, as in `stop`.

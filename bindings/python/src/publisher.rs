@@ -1,7 +1,9 @@
 //! `Publisher` and `Loan`: the writing end of a broadcast channel.
 
 use std::ptr::NonNull;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyBufferError, PyValueError};
@@ -10,7 +12,7 @@ use pyo3::types::PyTuple;
 
 use shmbus::{ChannelConfig, Error, Publisher};
 
-use crate::channel::{lock, lock_detached, mode_name, parse_mode, release_view, Facts};
+use crate::channel::{lock, lock_detached, lock_until, mode_name, parse_mode, release_view, Facts};
 use crate::errors::{closed, to_py, IntoPy};
 use crate::opts::{deadline, duration, slice, OptionArgs, WaitErr};
 use crate::pybuf::{lend, Input, LendState};
@@ -319,7 +321,9 @@ impl PyPublisher {
         let bytes = input.bytes();
         let timeout = duration(timeout, "timeout")?;
         {
-            let mut g = lock(py, &self.state);
+            let Some(mut g) = lock_until(py, &self.state, deadline(timeout)) else {
+                return Err(to_py(py, Error::Timeout));
+            };
             g.no_open_loan(py)?;
             match g.publisher(py, &self.facts)?.try_send(bytes) {
                 Err(Error::Full) if timeout != Some(Duration::ZERO) => {}
@@ -329,7 +333,10 @@ impl PyPublisher {
         }
         let state = &self.state;
         crate::opts::blocking(py, timeout, |s| {
-            let mut g = lock_detached(state);
+            // Waiting for the lock counts against the slice (and so the timeout).
+            let Some(mut g) = state.try_lock_for(s) else {
+                return Err(WaitErr::Lib(Error::Timeout));
+            };
             match g.publisher.as_mut() {
                 Some(p) => Ok(p.send_timeout(bytes, s)?),
                 None => Err(WaitErr::Closed(format!(
@@ -365,7 +372,9 @@ impl PyPublisher {
         let until = deadline(timeout);
         let mut first = true;
         loop {
-            let mut g = lock(py, &me.state);
+            let Some(mut g) = lock_until(py, &me.state, until) else {
+                return Err(to_py(py, Error::Timeout));
+            };
             g.no_open_loan(py)?;
             let p = g.publisher(py, &me.facts)?;
             let r = if first {
@@ -488,7 +497,7 @@ impl PyPublisher {
 
 impl Drop for PyPublisher {
     fn drop(&mut self) {
-        let st = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let st = self.state.get_mut();
         let publisher = st.publisher.take();
         match (st.loan.take(), publisher) {
             // A view of the loan outlives us: keep the mapping (and the stream) until it dies.

@@ -8,7 +8,9 @@
 //! back, under that lock, the message the thread already handed over.
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Instant;
 
 use pyo3::prelude::*;
@@ -32,17 +34,11 @@ struct Shared {
 
 impl Shared {
     fn inflight_is_empty(&self) -> bool {
-        self.inflight
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_none()
+        self.inflight.lock().is_none()
     }
 
     fn take_inflight(&self) -> Option<Vec<u8>> {
-        self.inflight
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
+        self.inflight.lock().take()
     }
 }
 
@@ -61,9 +57,8 @@ impl AsyncToken {
     fn cancel(&self, py: Python<'_>) {
         let state = &self.subscriber.get().state;
         let mut st = match state.try_lock() {
-            Ok(g) => g,
-            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => {
+            Some(g) => g,
+            None => {
                 self.shared.cancelled.store(true, Relaxed);
                 if self.shared.inflight_is_empty() {
                     // The helper has not handed a message over: it will see the flag.
@@ -99,8 +94,8 @@ pub fn recv_future<'py>(
     // not wait for a helper thread (a cancelled one ends its receive slice first).
     let me = slf.get();
     let fast = match me.state.try_lock() {
-        Ok(mut g) => me.try_recv_locked(py, &mut g),
-        Err(_) => Ok(None),
+        Some(mut g) => me.try_recv_locked(py, &mut g),
+        None => Ok(None),
     };
     match fast {
         Ok(Some(m)) => {
@@ -172,11 +167,7 @@ impl AsyncRecv {
                     if self.shared.cancelled.load(Relaxed) {
                         g.stash.push_back(m);
                     } else {
-                        *self
-                            .shared
-                            .inflight
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner) = Some(m);
+                        *self.shared.inflight.lock() = Some(m);
                     }
                 })
             };

@@ -2,7 +2,9 @@
 
 use std::collections::VecDeque;
 use std::ptr::NonNull;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
@@ -10,7 +12,7 @@ use pyo3::types::{PyBytes, PyTuple};
 
 use shmbus::{Error, Mode, Subscriber};
 
-use crate::channel::{lock, mode_name, release_view, Facts};
+use crate::channel::{lock, lock_until, mode_name, release_view, Facts};
 use crate::errors::{closed, to_py};
 use crate::handler::HandlerGuard;
 use crate::opts::{deadline, duration, slice, OptionArgs};
@@ -123,7 +125,9 @@ fn receive_loop<'py, T>(
     let mut attempt = Attempt::Now;
     loop {
         {
-            let mut g = lock(py, &me.state);
+            let Some(mut g) = lock_until(py, &me.state, until) else {
+                return Err(to_py(py, Error::Timeout));
+            };
             g.settle_borrow(py)?;
             g.sub(py, &me.facts)?;
             if let Some(v) = f(&mut g, attempt)? {
@@ -466,7 +470,7 @@ impl PySubscriber {
 
 impl Drop for PySubscriber {
     fn drop(&mut self) {
-        let st = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let st = self.state.get_mut();
         let sub = st.sub.take();
         match (st.borrow.take(), sub) {
             // A view of the borrowed message outlives us: keep the mapping until it dies

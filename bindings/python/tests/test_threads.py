@@ -338,13 +338,6 @@ def test_closing_event_while_another_thread_waits_raises_closed():
     assert time.monotonic() - start < 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="binding bug: recv(timeout=0.01) on a subscriber that another thread is blocked "
-    "in returns after ~100 ms every other call: it waits for the subscriber's lock, which "
-    "the blocked thread re-takes for each 50 ms slice, without counting that wait against "
-    "the timeout",
-)
 def test_recv_timeout_holds_on_a_shared_subscriber():
     p = shmbus.Publisher("sharedto")
     s = shmbus.Subscriber("sharedto")
