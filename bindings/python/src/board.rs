@@ -80,7 +80,7 @@ impl PyBlackboard {
     /// Creates blackboard ``name`` holding values of up to ``capacity`` bytes.
     #[staticmethod]
     #[pyo3(signature = (name, capacity, *, namespace = None, permissions = None,
-        persistent = false, allow_owner = None, require_owner = None))]
+        persistent = false, allow_owner = None, require_owner = None, spin = None))]
     #[allow(clippy::too_many_arguments)]
     fn create(
         py: Python<'_>,
@@ -91,6 +91,7 @@ impl PyBlackboard {
         persistent: bool,
         allow_owner: Option<&Bound<'_, PyAny>>,
         require_owner: Option<u32>,
+        spin: Option<f64>,
     ) -> PyResult<Self> {
         let o = OptionArgs {
             namespace,
@@ -98,6 +99,7 @@ impl PyBlackboard {
             persistent,
             allow_owner,
             require_owner,
+            spin,
         }
         .build()?;
         let b = py
@@ -109,7 +111,8 @@ impl PyBlackboard {
     /// Opens blackboard ``name``; with ``open_timeout``, waits that long for it to appear.
     #[staticmethod]
     #[pyo3(signature = (name, *, namespace = None, open_timeout = 0.0, allow_owner = None,
-        require_owner = None))]
+        require_owner = None, spin = None))]
+    #[allow(clippy::too_many_arguments)]
     fn open(
         py: Python<'_>,
         name: &str,
@@ -117,6 +120,7 @@ impl PyBlackboard {
         open_timeout: f64,
         allow_owner: Option<&Bound<'_, PyAny>>,
         require_owner: Option<u32>,
+        spin: Option<f64>,
     ) -> PyResult<Self> {
         let o = OptionArgs {
             namespace,
@@ -124,6 +128,7 @@ impl PyBlackboard {
             persistent: false,
             allow_owner,
             require_owner,
+            spin,
         }
         .build()?;
         let b = crate::opts::open_retry(py, open_timeout, || Blackboard::open_with(name, &o))?;
@@ -133,7 +138,7 @@ impl PyBlackboard {
     /// Opens blackboard ``name`` when it exists, else creates it.
     #[staticmethod]
     #[pyo3(signature = (name, capacity, *, namespace = None, permissions = None,
-        persistent = false, allow_owner = None, require_owner = None))]
+        persistent = false, allow_owner = None, require_owner = None, spin = None))]
     #[allow(clippy::too_many_arguments)]
     fn create_or_open(
         py: Python<'_>,
@@ -144,6 +149,7 @@ impl PyBlackboard {
         persistent: bool,
         allow_owner: Option<&Bound<'_, PyAny>>,
         require_owner: Option<u32>,
+        spin: Option<f64>,
     ) -> PyResult<Self> {
         let o = OptionArgs {
             namespace,
@@ -151,6 +157,7 @@ impl PyBlackboard {
             persistent,
             allow_owner,
             require_owner,
+            spin,
         }
         .build()?;
         let b = py
@@ -290,7 +297,7 @@ impl PyEvent {
     /// Creates event ``name``, unset.
     #[staticmethod]
     #[pyo3(signature = (name, *, manual_reset = false, namespace = None, permissions = None,
-        persistent = false, allow_owner = None, require_owner = None))]
+        persistent = false, allow_owner = None, require_owner = None, spin = None))]
     #[allow(clippy::too_many_arguments)]
     fn create(
         py: Python<'_>,
@@ -301,6 +308,7 @@ impl PyEvent {
         persistent: bool,
         allow_owner: Option<&Bound<'_, PyAny>>,
         require_owner: Option<u32>,
+        spin: Option<f64>,
     ) -> PyResult<Self> {
         let o = OptionArgs {
             namespace,
@@ -308,6 +316,7 @@ impl PyEvent {
             persistent,
             allow_owner,
             require_owner,
+            spin,
         }
         .build()?;
         let e = py
@@ -319,7 +328,8 @@ impl PyEvent {
     /// Opens event ``name``; with ``open_timeout``, waits that long for it to appear.
     #[staticmethod]
     #[pyo3(signature = (name, *, namespace = None, open_timeout = 0.0, allow_owner = None,
-        require_owner = None))]
+        require_owner = None, spin = None))]
+    #[allow(clippy::too_many_arguments)]
     fn open(
         py: Python<'_>,
         name: &str,
@@ -327,6 +337,7 @@ impl PyEvent {
         open_timeout: f64,
         allow_owner: Option<&Bound<'_, PyAny>>,
         require_owner: Option<u32>,
+        spin: Option<f64>,
     ) -> PyResult<Self> {
         let o = OptionArgs {
             namespace,
@@ -334,6 +345,7 @@ impl PyEvent {
             persistent: false,
             allow_owner,
             require_owner,
+            spin,
         }
         .build()?;
         let e = crate::opts::open_retry(py, open_timeout, || Event::open_with(name, &o))?;
@@ -343,7 +355,7 @@ impl PyEvent {
     /// Opens event ``name`` when it exists, else creates it.
     #[staticmethod]
     #[pyo3(signature = (name, *, manual_reset = false, namespace = None, permissions = None,
-        persistent = false, allow_owner = None, require_owner = None))]
+        persistent = false, allow_owner = None, require_owner = None, spin = None))]
     #[allow(clippy::too_many_arguments)]
     fn create_or_open(
         py: Python<'_>,
@@ -354,6 +366,7 @@ impl PyEvent {
         persistent: bool,
         allow_owner: Option<&Bound<'_, PyAny>>,
         require_owner: Option<u32>,
+        spin: Option<f64>,
     ) -> PyResult<Self> {
         let o = OptionArgs {
             namespace,
@@ -361,6 +374,7 @@ impl PyEvent {
             persistent,
             allow_owner,
             require_owner,
+            spin,
         }
         .build()?;
         let e = py

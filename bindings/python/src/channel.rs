@@ -86,7 +86,7 @@ pub fn release_view(
     lend: &LendState,
     what: &str,
 ) -> PyResult<()> {
-    let released = view.call_method0("release");
+    let released = view.call_method0(pyo3::intern!(py, "release"));
     if released.is_err() || lend.viewed() {
         let _ = py;
         return Err(PyBufferError::new_err(format!(

@@ -59,6 +59,7 @@ impl PyDuplex {
             persistent: false,
             allow_owner: None,
             require_owner: None,
+            spin: None,
         }
         .build()?;
         let d = py.detach(|| Duplex::listen_with(name, &o)).py(py)?;
@@ -84,6 +85,7 @@ impl PyDuplex {
             persistent: false,
             allow_owner: None,
             require_owner: None,
+            spin: None,
         }
         .build()?;
         let d = crate::opts::open_retry(py, open_timeout, || Duplex::connect_with(name, &o))?;

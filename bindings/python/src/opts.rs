@@ -19,6 +19,8 @@ pub struct OptionArgs<'a, 'py> {
     pub persistent: bool,
     pub allow_owner: Option<&'a Bound<'py, PyAny>>,
     pub require_owner: Option<u32>,
+    /// Seconds a blocking wait spins before it sleeps in the kernel.
+    pub spin: Option<f64>,
 }
 
 impl OptionArgs<'_, '_> {
@@ -55,6 +57,9 @@ impl OptionArgs<'_, '_> {
         }
         if let Some(uid) = self.require_owner {
             o = o.require_owner(uid);
+        }
+        if let Some(spin) = duration(self.spin, "spin")? {
+            o = o.spin(spin);
         }
         Ok(o)
     }

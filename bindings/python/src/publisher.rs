@@ -149,7 +149,7 @@ impl PyPublisher {
     #[new]
     #[pyo3(signature = (name, *, mode = "lossy", capacity = 65536, max_message = None,
         max_subscribers = 16, namespace = None, permissions = None, persistent = false,
-        allow_owner = None, require_owner = None))]
+        allow_owner = None, require_owner = None, spin = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -163,6 +163,7 @@ impl PyPublisher {
         persistent: bool,
         allow_owner: Option<&Bound<'_, PyAny>>,
         require_owner: Option<u32>,
+        spin: Option<f64>,
     ) -> PyResult<Self> {
         let opts = OptionArgs {
             namespace,
@@ -170,6 +171,7 @@ impl PyPublisher {
             persistent,
             allow_owner,
             require_owner,
+            spin,
         };
         make_publisher(
             name,
@@ -187,7 +189,8 @@ impl PyPublisher {
     /// Becomes the publisher of an existing channel whose publisher has gone.
     #[staticmethod]
     #[pyo3(signature = (name, *, namespace = None, open_timeout = 0.0, allow_owner = None,
-        require_owner = None))]
+        require_owner = None, spin = None))]
+    #[allow(clippy::too_many_arguments)]
     fn open(
         py: Python<'_>,
         name: &str,
@@ -195,6 +198,7 @@ impl PyPublisher {
         open_timeout: f64,
         allow_owner: Option<&Bound<'_, PyAny>>,
         require_owner: Option<u32>,
+        spin: Option<f64>,
     ) -> PyResult<Self> {
         let opts = OptionArgs {
             namespace,
@@ -202,6 +206,7 @@ impl PyPublisher {
             persistent: false,
             allow_owner,
             require_owner,
+            spin,
         };
         make_publisher(
             name,
@@ -220,7 +225,7 @@ impl PyPublisher {
     #[staticmethod]
     #[pyo3(signature = (name, *, mode = "lossy", capacity = 65536, max_message = None,
         max_subscribers = 16, namespace = None, permissions = None, persistent = false,
-        allow_owner = None, require_owner = None))]
+        allow_owner = None, require_owner = None, spin = None))]
     #[allow(clippy::too_many_arguments)]
     fn create_or_open(
         py: Python<'_>,
@@ -234,6 +239,7 @@ impl PyPublisher {
         persistent: bool,
         allow_owner: Option<&Bound<'_, PyAny>>,
         require_owner: Option<u32>,
+        spin: Option<f64>,
     ) -> PyResult<Self> {
         let opts = OptionArgs {
             namespace,
@@ -241,6 +247,7 @@ impl PyPublisher {
             persistent,
             allow_owner,
             require_owner,
+            spin,
         };
         make_publisher(
             name,

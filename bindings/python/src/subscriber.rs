@@ -156,7 +156,8 @@ impl PySubscriber {
     /// Subscribes to channel ``name``.
     #[new]
     #[pyo3(signature = (name, *, from_oldest = false, namespace = None, open_timeout = 0.0,
-        allow_owner = None, require_owner = None))]
+        allow_owner = None, require_owner = None, spin = None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         name: &str,
@@ -165,6 +166,7 @@ impl PySubscriber {
         open_timeout: f64,
         allow_owner: Option<&Bound<'_, PyAny>>,
         require_owner: Option<u32>,
+        spin: Option<f64>,
     ) -> PyResult<Self> {
         let opts = OptionArgs {
             namespace,
@@ -172,6 +174,7 @@ impl PySubscriber {
             persistent: false,
             allow_owner,
             require_owner,
+            spin,
         }
         .build()?;
         let sub = crate::opts::open_retry(py, open_timeout, || {
