@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use parking_lot::{Mutex, MutexGuard};
 
-use pyo3::exceptions::{PyBufferError, PyValueError};
+use pyo3::exceptions::PyBufferError;
 use pyo3::prelude::*;
 use pyo3::sync::MutexExt;
 
@@ -51,13 +51,16 @@ pub fn mode_name(mode: Mode) -> &'static str {
     }
 }
 
-pub fn parse_mode(mode: &str) -> PyResult<Mode> {
+/// `InvalidConfig` (a `ValueError`) for anything but the two modes.
+pub fn parse_mode(py: Python<'_>, mode: &str) -> PyResult<Mode> {
     match mode {
         "lossy" => Ok(Mode::Lossy),
         "backpressure" | "back-pressure" => Ok(Mode::Backpressure),
-        other => Err(PyValueError::new_err(format!(
-            "mode must be \"lossy\" or \"backpressure\", not {other:?}"
-        ))),
+        other => Err(crate::errors::exception(
+            py,
+            "InvalidConfig",
+            format!("mode must be \"lossy\" or \"backpressure\", not {other:?}"),
+        )),
     }
 }
 

@@ -156,11 +156,15 @@ impl Drop for HandlerGuard {
         let guard = self.guard.get_mut().take();
         let Some(g) = guard else { return };
         Python::attach(|py| {
-            // Dropping stops and joins the thread: detached, as in `stop`.
-            py.detach(|| drop(g));
+            // Stop and join the thread, detached as in `stop`. (`stop` rather than a drop:
+            // the Rust guard's drop would also print a failure to stderr, which we report
+            // once, as unraisable, with the callback's traceback.)
+            let stopped = py.detach(|| g.stop());
             if !self.shared.reported.load(Relaxed) {
                 if let Some(e) = self.take_failure() {
                     e.write_unraisable(py, None);
+                } else if let Err(e) = stopped {
+                    crate::errors::to_py(py, e).write_unraisable(py, None);
                 }
             }
         });

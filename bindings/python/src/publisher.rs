@@ -111,7 +111,7 @@ fn make_publisher(
     let publisher = match create {
         Some(true) | None => {
             let mut config = ChannelConfig::with_capacity(capacity);
-            config.mode = parse_mode(mode)?;
+            config.mode = parse_mode(py, mode)?;
             if let Some(m) = max_message {
                 config.max_message = m;
             }
