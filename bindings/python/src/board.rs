@@ -193,14 +193,17 @@ impl PyBlackboard {
     /// Replaces the value with ``data`` (any contiguous buffer); returns its version.
     fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<u64> {
         let input = Input::new(data)?;
-        let g = self.get(py)?;
-        g.as_ref().expect("checked").write(input.bytes()).py(py)
+        let bytes = input.bytes();
+        let board = self.handle(py)?;
+        // Detached: a write may wait (a bounded while) for another writer.
+        py.detach(|| board.write(bytes)).py(py)
     }
 
     /// The current ``(version, value)``, never torn; ``(0, b"")`` before the first write.
     fn read<'py>(&self, py: Python<'py>) -> PyResult<(u64, Bound<'py, PyBytes>)> {
-        let g = self.get(py)?;
-        let (version, value) = g.as_ref().expect("checked").read().py(py)?;
+        let board = self.handle(py)?;
+        // Detached: a read may retry (a bounded while) against a busy writer.
+        let (version, value) = py.detach(|| board.read()).py(py)?;
         Ok((version, PyBytes::new(py, &value)))
     }
 

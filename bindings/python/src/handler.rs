@@ -2,7 +2,8 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::thread::ThreadId;
 
 use parking_lot::Mutex;
 
@@ -20,6 +21,8 @@ struct Shared {
     failure: Mutex<Option<PyErr>>,
     /// The failure was reported (by `stop`, or as unraisable on drop).
     reported: AtomicBool,
+    /// The handler thread (set by its first callback): `stop` cannot join it from itself.
+    thread: OnceLock<ThreadId>,
 }
 
 /// Why a handler thread ended early; carried by `resume_unwind` (which, unlike `panic!`,
@@ -34,6 +37,7 @@ impl Shared {
         callback: &Py<PyAny>,
         args: impl for<'py> FnOnce(Python<'py>) -> PyResult<Bound<'py, PyTuple>>,
     ) {
+        self.thread.get_or_init(|| std::thread::current().id());
         let outcome = Python::try_attach(|py| {
             args(py)
                 .and_then(|a| callback.bind(py).call1(a))
@@ -105,6 +109,12 @@ impl HandlerGuard {
     /// Stops the handler and waits for its thread: ``(delivered, lost)``. Raises
     /// ``HandlerError`` if the callback raised. Harmless when already stopped.
     fn stop<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        if self.shared.thread.get() == Some(&std::thread::current().id()) {
+            return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "stop() called from the handler's own callback, which cannot wait for its own \
+                 thread to end: stop the handler from another thread",
+            ));
+        }
         let guard = crate::channel::lock(py, &self.guard).take();
         if let Some(g) = guard {
             // Detached: the thread may be waiting to attach for a callback.

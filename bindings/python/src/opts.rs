@@ -96,6 +96,8 @@ pub enum WaitErr {
     Lib(shmbus::Error),
     /// The object was closed (by another thread) while we waited: `Closed`, naming it.
     Closed(String),
+    /// Another thread made the call impossible while we waited: `BufferError`.
+    Buffer(String),
 }
 
 impl From<shmbus::Error> for WaitErr {
@@ -120,6 +122,7 @@ where
             Ok(v) => return Ok(v),
             Err(WaitErr::Lib(e)) => return Err(to_py(py, e)),
             Err(WaitErr::Closed(what)) => return Err(crate::errors::closed(py, &what)),
+            Err(WaitErr::Buffer(why)) => return Err(pyo3::exceptions::PyBufferError::new_err(why)),
         }
         py.check_signals()?;
         if deadline.is_some_and(|d| Instant::now() >= d) {

@@ -38,11 +38,16 @@ struct PubState {
     next_loan: u64,
 }
 
+/// The loan lent to Python. Not its view: the `Loan` object holds that, so that when the
+/// `Loan` and every view are gone (`_Lent` deallocated) the loan counts as abandoned.
 struct LoanRecord {
     id: u64,
-    view: Py<PyAny>,
     lend: Arc<LendState>,
 }
+
+/// Why a send or loan is refused while a loan is open.
+const LOAN_OPEN: &str = "a loan of this publisher is still open: commit() or discard() it (or \
+                         leave its with block) first";
 
 impl PubState {
     fn publisher(&mut self, py: Python<'_>, facts: &Facts) -> PyResult<&mut Publisher> {
@@ -56,10 +61,7 @@ impl PubState {
         let Some(rec) = &self.loan else { return Ok(()) };
         let _ = py;
         if rec.lend.viewed() {
-            return Err(PyBufferError::new_err(
-                "a loan of this publisher is still open: commit() or discard() it (or leave \
-                 its with block) first",
-            ));
+            return Err(PyBufferError::new_err(LOAN_OPEN));
         }
         // Every view of the loan is gone without a commit: nothing is published.
         self.loan = None;
@@ -69,11 +71,18 @@ impl PubState {
         Ok(())
     }
 
-    /// Ends loan `id`: releases its memoryview, then commits or discards it.
-    fn end_loan(&mut self, py: Python<'_>, id: u64, commit: bool) -> PyResult<()> {
+    /// Ends loan `id` (whose memoryview is `view`): releases the view, then commits or
+    /// discards the loan.
+    fn end_loan(
+        &mut self,
+        py: Python<'_>,
+        id: u64,
+        view: &Bound<'_, PyAny>,
+        commit: bool,
+    ) -> PyResult<()> {
         match &self.loan {
             Some(rec) if rec.id == id => {
-                release_view(py, rec.view.bind(py), &rec.lend, "loan")?;
+                release_view(py, view, &rec.lend, "loan")?;
             }
             _ => {
                 return Err(PyValueError::new_err(
@@ -344,6 +353,11 @@ impl PyPublisher {
             let Some(mut g) = state.try_lock_for(s) else {
                 return Err(WaitErr::Lib(Error::Timeout));
             };
+            if g.loan.as_ref().is_some_and(|rec| rec.lend.viewed()) {
+                // Another thread took a loan between our slices: sending would overwrite it.
+                return Err(WaitErr::Buffer(LOAN_OPEN.into()));
+            }
+            g.loan = None;
             match g.publisher.as_mut() {
                 Some(p) => Ok(p.send_timeout(bytes, s)?),
                 None => Err(WaitErr::Closed(format!(
@@ -404,11 +418,7 @@ impl PyPublisher {
                     let (view, lend) = unsafe { lend(py, ptr, len, true)? };
                     let id = g.next_loan;
                     g.next_loan += 1;
-                    g.loan = Some(LoanRecord {
-                        id,
-                        view: view.clone().unbind(),
-                        lend,
-                    });
+                    g.loan = Some(LoanRecord { id, lend });
                     return Ok(Loan {
                         publisher: slf.clone().unbind(),
                         view: view.unbind(),
@@ -527,7 +537,7 @@ pub struct Loan {
 impl Loan {
     fn end(&self, py: Python<'_>, commit: bool) -> PyResult<()> {
         let p = self.publisher.get();
-        lock(py, &p.state).end_loan(py, self.id, commit)
+        lock(py, &p.state).end_loan(py, self.id, self.view.bind(py), commit)
     }
 }
 

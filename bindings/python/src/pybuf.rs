@@ -54,6 +54,11 @@ extern "C" {
 
 /// The bytes of a buffer passed in (bytes, bytearray, memoryview, numpy array, ...), held
 /// for as long as this lives: the exporter cannot resize or free them meanwhile.
+///
+/// Caveat, as for every C extension that releases the GIL around a buffer (CPython's own
+/// `socket.send` does): another Python thread may still write a mutable buffer's bytes while
+/// a detached call reads them. The call then sees some mix of old and new bytes, as a C
+/// reader would; the memory itself stays valid.
 pub struct Input<'py> {
     inner: InputInner<'py>,
 }
@@ -197,8 +202,9 @@ pub struct LendState {
 struct LendInner {
     /// Whether the `_Lent` object (hence any view of the bytes) is gone.
     gone: bool,
-    /// Dropped when the views are gone: what keeps the bytes mapped after their owner closed.
-    keep: Option<Box<dyn Send>>,
+    /// Dropped when the views are gone: what keeps the bytes mapped after their owner closed
+    /// (several things may be parked: a stashed message's copy, then its subscriber).
+    keep: Vec<Box<dyn Send>>,
 }
 
 impl LendState {
@@ -216,7 +222,7 @@ impl LendState {
     pub fn keep_until_unviewed(&self, owner: Box<dyn Send>) {
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         if !inner.gone {
-            inner.keep = Some(owner);
+            inner.keep.push(owner);
             return;
         }
         drop(inner);
@@ -227,7 +233,7 @@ impl LendState {
         let keep = {
             let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
             inner.gone = true;
-            inner.keep.take()
+            std::mem::take(&mut inner.keep)
         };
         drop(keep);
     }

@@ -54,7 +54,15 @@ impl AsyncToken {
     /// Stops the receive; a message it already took goes back to the subscriber. Never
     /// waits for the helper thread: while it holds the lock (inside a receive slice) the
     /// flag is enough, as it looks at the flag under the lock when its receive returns.
-    fn cancel(&self, py: Python<'_>) {
+    #[pyo3(signature = (result = None))]
+    fn cancel(&self, py: Python<'_>, result: Option<&Bound<'_, PyBytes>>) {
+        if let Some(m) = result {
+            // The future had its message already when the cancellation reached the
+            // coroutine: that message goes back too, first in line.
+            lock(py, &self.subscriber.get().state)
+                .stash
+                .push_front(m.as_bytes().to_vec());
+        }
         let state = &self.subscriber.get().state;
         let mut st = match state.try_lock() {
             Some(g) => g,
@@ -71,7 +79,8 @@ impl AsyncToken {
         };
         self.shared.cancelled.store(true, Relaxed);
         if let Some(m) = self.shared.take_inflight() {
-            st.stash.push_back(m);
+            // Received before anything stashed since: first in line.
+            st.stash.push_front(m);
         }
     }
 }
@@ -215,7 +224,7 @@ impl AsyncRecv {
             let msg = shared.take_inflight();
             if fut.call_method0("done")?.is_truthy()? {
                 if let Some(m) = msg {
-                    st.stash.push_back(m);
+                    st.stash.push_front(m);
                 }
                 return Ok::<_, PyErr>(());
             }
@@ -235,7 +244,7 @@ impl AsyncRecv {
         if scheduled.is_err() {
             // The loop is closed: keep the message for the next receive.
             if let Some(m) = self.shared.take_inflight() {
-                lock(py, &self.subscriber.get().state).stash.push_back(m);
+                lock(py, &self.subscriber.get().state).stash.push_front(m);
             }
         }
     }

@@ -315,6 +315,16 @@ impl PySubscriber {
         let py = slf.py();
         let me = slf.get();
         let timeout = duration(timeout, "timeout")?;
+        if me.facts.config.mode != Mode::Backpressure {
+            return Err(to_py(
+                py,
+                Error::WrongMode {
+                    name: format!("`{}`", me.facts.name),
+                    mode: "lossy",
+                    what: "zero-copy receive needs a back-pressure channel",
+                },
+            ));
+        }
         let (id, view, len) = receive_loop(py, me, timeout, |st, a| {
             if let Some(m) = st.stash.pop_front() {
                 // A message a cancelled recv_async took: lend its copy.
@@ -394,6 +404,8 @@ impl PySubscriber {
     /// it has read for a publisher that waits.
     fn flush(&self, py: Python<'_>) -> PyResult<()> {
         let mut g = lock(py, &self.state);
+        // A borrowed message ends first (its bytes must not be freed under a view).
+        g.settle_borrow(py)?;
         g.sub(py, &self.facts)?.flush();
         Ok(())
     }

@@ -1248,7 +1248,14 @@ pub struct Sample<'a> {
     len: usize,
 }
 
-// SAFETY: a `Sample` is a `&mut Subscriber` (Send + Sync) plus a pointer to bytes inside the
+// `Sample`'s Send and Sync below rest on these.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Subscriber>();
+    send_sync::<Error>();
+};
+
+// SAFETY: a `Sample` is a `&mut Subscriber` (Send + Sync, asserted above) plus a pointer to bytes inside the
 // mapping that subscriber keeps alive; those bytes are readable from any thread, and only
 // read (`Deref` gives `&[u8]`), so moving or sharing a sample across threads is as safe as
 // moving or sharing a `&[u8]` into the mapping.
