@@ -76,6 +76,11 @@ fn watch(
         if version <= last {
             continue;
         }
+        if version > last + 1 {
+            // Values written faster than we print: say how many we never saw.
+            out.flush()?;
+            eprintln!("skipped: {} versions", version - last - 1);
+        }
         out.write_all(&buf[..len])?;
         out.write_all(b"\n")?;
         out.flush()?;

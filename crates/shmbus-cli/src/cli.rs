@@ -177,7 +177,8 @@ pub(crate) enum BoardCmd {
         /// Blackboard name.
         name: String,
     },
-    /// Prints each new value followed by a newline, as it is written.
+    /// Prints each new value followed by a newline, as it is written; values written faster
+    /// than it prints are reported on stderr as `skipped: N versions`.
     Watch {
         /// Blackboard name.
         name: String,
