@@ -148,8 +148,9 @@ namespace Shmbus
         public void Dispose()
         {
             NativeHandler h;
-            lock (gate) { h = handler; handler = null; }
-            if (h != null) h.Dispose();
+            lock (gate) { h = handler; }
+            if (h != null) h.Dispose(); // throws, changing nothing, from the handler's own callback
+            lock (gate) { handler = null; }
             handle.Dispose();
         }
 

@@ -7,31 +7,57 @@ namespace Shmbus
     /// <summary>The C API's status codes (shmbus.h, <c>enum shmbus_status</c>).</summary>
     public enum Status
     {
+        /// <summary>Success.</summary>
         Ok = 0,
+        /// <summary>An invalid argument (NULL, a bad handle, a bad size).</summary>
         Invalid = -1,
+        /// <summary>A wait ran out of time.</summary>
         Timeout = -2,
+        /// <summary>No message is waiting (a receive that does not wait).</summary>
         Empty = -3,
+        /// <summary>The ring has no room now (a send that does not wait).</summary>
         Full = -4,
+        /// <summary>Messages were lost before the next one (lossy channels).</summary>
         Lagged = -5,
+        /// <summary>The end of the stream.</summary>
         Disconnected = -6,
+        /// <summary>The publisher died.</summary>
         PublisherGone = -7,
+        /// <summary>No object of that name.</summary>
         NotFound = -8,
+        /// <summary>The name is taken.</summary>
         Exists = -9,
+        /// <summary>Access refused by the OS, or an untrusted owner.</summary>
         Permission = -10,
+        /// <summary>The object is not valid shmbus memory.</summary>
         Corrupt = -11,
+        /// <summary>The buffer is too small (the size needed is reported).</summary>
         TooSmall = -12,
+        /// <summary>The data is larger than the object allows.</summary>
         TooLarge = -13,
+        /// <summary>An existing object has another configuration.</summary>
         Mismatch = -14,
+        /// <summary>Made by an incompatible shmbus version.</summary>
         Version = -15,
+        /// <summary>Every subscriber slot is taken.</summary>
         NoSlot = -16,
+        /// <summary>The call needs the other channel mode.</summary>
         WrongMode = -17,
+        /// <summary>A blackboard writer died mid-write (the next write repairs it).</summary>
         WriterDied = -18,
+        /// <summary>Another writer held the object too long.</summary>
         Busy = -19,
+        /// <summary>The shared-memory file system is full.</summary>
         NoSpace = -20,
+        /// <summary>The handle belongs to another process (a fork parent).</summary>
         ForeignProcess = -21,
+        /// <summary>No loan (or kept reply) to act on.</summary>
         NoLoan = -22,
+        /// <summary>A receive handler failed.</summary>
         Handler = -23,
+        /// <summary>Another operating-system error.</summary>
         Os = -24,
+        /// <summary>A bug in shmbus.</summary>
         Internal = -25,
     }
 
@@ -42,6 +68,7 @@ namespace Shmbus
         /// <summary>The status the library returned.</summary>
         public Status Status { get; private set; }
 
+        /// <summary>An exception for <paramref name="status"/> with <paramref name="message"/>.</summary>
         public ShmbusException(Status status, string message) : base(message) { Status = status; }
 
         /// <summary>The exception for <paramref name="rc"/>, with this thread's last error
@@ -74,6 +101,7 @@ namespace Shmbus
     /// <summary>A wait ran out of time.</summary>
     public class ShmbusTimeoutException : ShmbusException
     {
+        /// <summary>The exception with the library's <paramref name="message"/>.</summary>
         public ShmbusTimeoutException(string message) : base(Status.Timeout, message) { }
     }
 
@@ -81,6 +109,7 @@ namespace Shmbus
     /// end of the stream), or the duplex peer closed its end.</summary>
     public class ShmbusDisconnectedException : ShmbusException
     {
+        /// <summary>The exception with the library's <paramref name="message"/>.</summary>
         public ShmbusDisconnectedException(string message) : base(Status.Disconnected, message) { }
     }
 
@@ -88,12 +117,14 @@ namespace Shmbus
     /// or was killed.</summary>
     public class ShmbusPublisherGoneException : ShmbusException
     {
+        /// <summary>The exception with the library's <paramref name="message"/>.</summary>
         public ShmbusPublisherGoneException(Status status, string message) : base(status, message) { }
     }
 
     /// <summary>No object of that name exists; the message names it.</summary>
     public class ShmbusNotFoundException : ShmbusException
     {
+        /// <summary>The exception with the library's <paramref name="message"/>.</summary>
         public ShmbusNotFoundException(string message) : base(Status.NotFound, message) { }
     }
 
@@ -101,6 +132,7 @@ namespace Shmbus
     /// (see <see cref="ShmbusOptions.AllowOwner"/>).</summary>
     public class ShmbusPermissionException : ShmbusException
     {
+        /// <summary>The exception with the library's <paramref name="message"/>.</summary>
         public ShmbusPermissionException(string message) : base(Status.Permission, message) { }
     }
 

@@ -36,10 +36,42 @@ namespace Shmbus
             this.callback = callback;
         }
 
-        internal void Attach(HandlerHandle h) { handle = h; }
+        internal void Attach(HandlerHandle h)
+        {
+            handle = h;
+            lock (Live) Live.Add(this);
+        }
 
-        /// <summary>Call at the start of each callback: remembers the handler's thread.</summary>
-        internal void Entered() { callbackThread = Thread.CurrentThread.ManagedThreadId; }
+        // Handlers still running when the process exits are stopped first: the runtime
+        // waits at exit for every thread it attached, and a handler thread never ends by
+        // itself while its object lives.
+        private static readonly System.Collections.Generic.HashSet<NativeHandler> Live =
+            new System.Collections.Generic.HashSet<NativeHandler>();
+
+        static NativeHandler()
+        {
+            AppDomain.CurrentDomain.ProcessExit += (sender, e) =>
+            {
+                NativeHandler[] all;
+                lock (Live) { all = new NativeHandler[Live.Count]; Live.CopyTo(all); }
+                foreach (var h in all)
+                {
+                    try { h.Dispose(); } catch (Exception) { }
+                }
+            };
+        }
+
+        /// <summary>Call at the start of each callback: remembers the handler's thread, and
+        /// makes it a background thread (the runtime attached it on its first callback), so
+        /// that a handler never disposed does not keep the process from exiting.</summary>
+        internal void Entered()
+        {
+            if (callbackThread == -1)
+            {
+                Thread.CurrentThread.IsBackground = true;
+                callbackThread = Thread.CurrentThread.ManagedThreadId;
+            }
+        }
 
         internal bool Running
         {
@@ -54,9 +86,10 @@ namespace Shmbus
         /// early (e.g. the publisher died), if one did.</summary>
         internal HandlerStats Stop()
         {
-            var h = Interlocked.Exchange(ref handle, null);
-            if (h == null || h.IsClosed) return new HandlerStats();
             RefuseOwnThread();
+            var h = Interlocked.Exchange(ref handle, null);
+            lock (Live) Live.Remove(this);
+            if (h == null || h.IsClosed) return new HandlerStats();
             Native.HandlerStats stats;
             IntPtr raw = h.DangerousGetHandle();
             h.SetHandleAsInvalid();
@@ -69,9 +102,11 @@ namespace Shmbus
         /// <summary>Stops the thread and waits for it, ignoring how it ended.</summary>
         public void Dispose()
         {
-            var h = Interlocked.Exchange(ref handle, null);
-            if (h == null) return;
+            // Refused before anything changes: the owner's later Dispose still stops it.
             RefuseOwnThread();
+            var h = Interlocked.Exchange(ref handle, null);
+            lock (Live) Live.Remove(this);
+            if (h == null) return;
             h.Dispose();
             GC.KeepAlive(callback);
         }

@@ -26,6 +26,7 @@ namespace Shmbus
         /// <summary>Only open objects owned by this uid.</summary>
         public uint? RequireOwner { get; set; }
 
+        /// <summary>Options with every property unset.</summary>
         public ShmbusOptions() { AllowOwner = new List<uint>(); }
 
         /// <summary>The native options (a NULL handle for null options).</summary>

@@ -171,7 +171,7 @@ namespace Shmbus
     /// <summary>Writes a loaned message in place (see <see cref="Publisher.Loan(int, SpanWriter)"/>).</summary>
     public delegate void SpanWriter(Span<byte> message);
 
-    /// <summary>Reads a borrowed message in place (see <see cref="Subscriber.ReceiveRef"/>);
+    /// <summary>Reads a borrowed message in place (see <see cref="Subscriber.ReceiveRef(SpanReader)"/>);
     /// the span is valid only during the call.</summary>
     public delegate void SpanReader(ReadOnlySpan<byte> message);
 }

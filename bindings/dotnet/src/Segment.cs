@@ -112,11 +112,16 @@ namespace Shmbus
 
         internal SegmentStream(Segment segment) { this.segment = segment; }
 
+        /// <summary>True.</summary>
         public override bool CanRead { get { return true; } }
+        /// <summary>True.</summary>
         public override bool CanSeek { get { return true; } }
+        /// <summary>True.</summary>
         public override bool CanWrite { get { return true; } }
+        /// <summary>The segment's size (fixed).</summary>
         public override long Length { get { return segment.Size; } }
 
+        /// <summary>The offset of the next read or write.</summary>
         public override long Position
         {
             get { return position; }
@@ -149,6 +154,7 @@ namespace Shmbus
             position += count;
         }
 
+        /// <summary>Moves the position; past the end is allowed (reads there return 0 bytes).</summary>
         public override long Seek(long offset, SeekOrigin origin)
         {
             long target;
@@ -163,11 +169,13 @@ namespace Shmbus
             return position;
         }
 
+        /// <summary>Not supported: a segment has a fixed size.</summary>
         public override void SetLength(long value)
         {
             throw new NotSupportedException("a segment has a fixed size");
         }
 
+        /// <summary>Nothing to do: writes go straight to shared memory.</summary>
         public override void Flush() { }
     }
 }

@@ -10,7 +10,7 @@ namespace Shmbus
     /// <summary>
     /// One reader of a broadcast channel; every subscriber gets every message, in order.
     /// Receive with <see cref="Receive()"/>, <see cref="TryReceive"/>, <c>foreach</c> (to
-    /// the end of the stream), <see cref="ReceiveRef"/> (zero-copy), or the
+    /// the end of the stream), <see cref="ReceiveRef(SpanReader)"/> (zero-copy), or the
     /// <see cref="Received"/> event (a background thread). On a lossy channel, messages the
     /// publisher overwrote before they were read are skipped and counted exactly in
     /// <see cref="Lost"/>. Use from one thread at a time.

@@ -1,0 +1,652 @@
+// The binding's tests: every class, every error path, and the cross-process scenarios.
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.IO;
+using System.Linq;
+using System.Threading;
+using static Shmbus.Tests.Util;
+
+namespace Shmbus.Tests
+{
+    public static class SharedMemoryTests
+    {
+        [Test]
+        public static void IssueExampleRunsAsWritten()
+        {
+            var got = new List<string>();
+            var seen = new ManualResetEvent(false);
+            int handlerThread = -1;
+            using (var w = new SharedMemory("plant.temp", 1024)) using (var r = new SharedMemory("plant.temp", 1024))
+            {
+                r.ReceiveHandler += data =>
+                {
+                    handlerThread = Thread.CurrentThread.ManagedThreadId;
+                    lock (got) got.Add(S(data));
+                    seen.Set();
+                };
+                w.Write(B("21.5"));
+                byte[] last = r.Read();
+                Assert.Bytes(B("21.5"), last, "Read() gives exactly the bytes written");
+                Assert.True(seen.WaitOne(5000), "the handler ran");
+            }
+            Assert.Equal("21.5", got.Single(), "handler data");
+            Assert.True(handlerThread != Thread.CurrentThread.ManagedThreadId, "the handler runs on a background thread");
+        }
+
+        [Test]
+        public static void ReadGivesExactlyTheBytesWrittenNotTheRegion()
+        {
+            using (var shm = new SharedMemory("exact", 256))
+            {
+                Assert.Equal(0, shm.Read().Length, "nothing written yet");
+                shm.Write(B("a longer value"));
+                shm.Write(B("short"));
+                Assert.Bytes(B("short"), shm.Read(), "the last value, its own length");
+                Assert.Equal(2L, shm.Version, "two writes");
+                Assert.Equal(256, shm.Size, "size");
+                var e = Assert.Throws<ShmbusException>(() => shm.Write(new byte[257]), "too large");
+                Assert.Equal(Status.TooLarge, e.Status, "status");
+            }
+        }
+
+        [Test]
+        public static void EveryReaderSeesEveryVersionInOrder()
+        {
+            const int n = 200;
+            var lists = new[] { new List<string>(), new List<string>() };
+            using (var w = new SharedMemory("order", 64))
+            using (var r1 = new SharedMemory("order", 64))
+            using (var r2 = new SharedMemory("order", 64))
+            {
+                var readers = new[] { r1, r2 };
+                for (int i = 0; i < 2; i++)
+                {
+                    var list = lists[i];
+                    readers[i].ReceiveHandler += d => { lock (list) list.Add(S(d)); };
+                }
+                for (int i = 1; i <= n; i++)
+                {
+                    w.Write(B("v" + i));
+                    Thread.Sleep(0);
+                }
+                WaitUntil(() => lists.All(l => { lock (l) return l.Count > 0 && l.Last() == "v" + n; }), "both readers saw the last value");
+                for (int i = 0; i < 2; i++)
+                {
+                    var nums = lists[i].Select(v => int.Parse(v.Substring(1))).ToList();
+                    for (int k = 1; k < nums.Count; k++) Assert.True(nums[k] > nums[k - 1], "versions in order");
+                    Assert.Equal((long)n, nums.Count + readers[i].Skipped, "every version seen or counted as skipped");
+                }
+            }
+        }
+
+        [Test]
+        public static void StreamReadsWritesAndSeeksAcrossInstances()
+        {
+            using (var a = new SharedMemory("stream", 64)) using (var b = new SharedMemory("stream", 64))
+            {
+                var s = a.Stream;
+                Assert.True(s.CanRead && s.CanWrite && s.CanSeek, "read, write, seek");
+                Assert.Equal(64L, s.Length, "length");
+                s.Write(B("hello"), 0, 5);
+                s.Seek(10, SeekOrigin.Begin);
+                s.Write(B("world"), 0, 5);
+                var t = b.Stream;
+                var buf = new byte[5];
+                t.Seek(10, SeekOrigin.Begin);
+                Assert.Equal(5, t.Read(buf, 0, 5), "read count");
+                Assert.Bytes(B("world"), buf, "the other instance sees the bytes");
+                t.Position = 0;
+                t.Read(buf, 0, 5);
+                Assert.Bytes(B("hello"), buf, "from the start");
+                t.Seek(-2, SeekOrigin.End);
+                Assert.Equal(2, t.Read(new byte[5], 0, 5), "short read at the end");
+                Assert.Equal(0, t.Read(new byte[5], 0, 5), "nothing past the end");
+                Assert.Throws<IOException>(() => t.Write(B("xyz"), 0, 3), "a write past the end");
+                Assert.Throws<NotSupportedException>(() => t.SetLength(10), "fixed size");
+            }
+        }
+
+        [Test]
+        public static void DisposeReturnsPromptlyWithAHandlerRunning()
+        {
+            var shm = new SharedMemory("prompt", 64);
+            shm.ReceiveHandler += d => { };
+            shm.Write(B("x"));
+            Thread.Sleep(20);
+            var sw = Stopwatch.StartNew();
+            shm.Dispose();
+            Assert.True(sw.ElapsedMilliseconds < 500, "Dispose took " + sw.ElapsedMilliseconds + " ms");
+        }
+
+        [Test]
+        public static void AHandlerNeverDisposedDoesNotKeepTheProcessAlive()
+        {
+            var child = Child("abandon abandoned");
+            Assert.Equal(0, Wait(child, 20, "a child that never disposed its handler"), "exit code: " + child.StandardError.ReadToEnd());
+            Assert.Equal("returning", child.StandardOutput.ReadToEnd().Trim(), "it ran");
+        }
+
+        [Test]
+        public static void DisposeWaitsForTheCallbackInProgress()
+        {
+            var inside = new ManualResetEvent(false);
+            bool finished = false;
+            var shm = new SharedMemory("joins", 64);
+            shm.ReceiveHandler += d => { inside.Set(); Thread.Sleep(200); finished = true; };
+            shm.Write(B("x"));
+            Assert.True(inside.WaitOne(5000), "callback started");
+            shm.Dispose();
+            Assert.True(finished, "Dispose joined the handler thread: the callback had finished");
+        }
+
+        [Test]
+        public static void HandlerExceptionsAreReportedAndTheHandlerGoesOn()
+        {
+            var reported = new List<Exception>();
+            EventHandler<HandlerFailedEventArgs> onError = (s, e) => { lock (reported) reported.Add(e.Exception); };
+            ShmbusHandlers.Unhandled += onError;
+            try
+            {
+                var values = new List<string>();
+                using (var shm = new SharedMemory("throws", 64))
+                {
+                    shm.ReceiveHandler += d =>
+                    {
+                        string v = S(d);
+                        lock (values) values.Add(v);
+                        if (v == "bad") throw new InvalidOperationException("boom");
+                    };
+                    shm.Write(B("bad"));
+                    WaitUntil(() => { lock (reported) return reported.Count == 1; }, "the exception reported");
+                    shm.Write(B("good"));
+                    WaitUntil(() => { lock (values) return values.Contains("good"); }, "the next value delivered");
+                }
+                Assert.Equal("boom", reported[0].Message, "the callback's exception");
+            }
+            finally
+            {
+                ShmbusHandlers.Unhandled -= onError;
+            }
+        }
+
+        [Test]
+        public static void DisposeFromTheHandlersOwnCallbackIsRefused()
+        {
+            Exception seen = null;
+            var done = new ManualResetEvent(false);
+            var shm = new SharedMemory("selfdispose", 64);
+            shm.ReceiveHandler += d =>
+            {
+                try { shm.Dispose(); } catch (Exception e) { seen = e; }
+                done.Set();
+            };
+            shm.Write(B("x"));
+            Assert.True(done.WaitOne(5000), "callback ran");
+            Assert.True(seen is InvalidOperationException, "refused: " + seen);
+            shm.Dispose();
+        }
+
+        [Test]
+        public static void DisposedObjectsThrowObjectDisposed()
+        {
+            var shm = new SharedMemory("disposed", 64);
+            shm.Dispose();
+            Assert.Throws<ObjectDisposedException>(() => shm.Write(B("x")), "write after dispose");
+            var b = Blackboard.Create("disposed2", 8);
+            b.Dispose();
+            Assert.Throws<ObjectDisposedException>(() => b.Read(), "read after dispose");
+            b.Dispose(); // twice is harmless
+        }
+    }
+
+    public static class ChannelTests
+    {
+        [Test]
+        public static void IssueChannelExampleRunsAsWritten()
+        {
+            byte[] bytes = B("tick");
+            using (var pub = new Publisher("ticks", backpressure: true, capacity: 1 << 20, maxMessage: 4096))
+            using (var sub = new Subscriber("ticks"))
+            {
+                int n = pub.SubscriberCount;
+                Assert.Equal(1, n, "subscriber count");
+                pub.Send(bytes);
+                byte[] m = sub.Receive(TimeSpan.FromSeconds(1));
+                Assert.Bytes(bytes, m, "received");
+                var e = Assert.Throws<ShmbusTimeoutException>(() => sub.Receive(TimeSpan.FromMilliseconds(10)), "timeout");
+                Assert.True(e is ShmbusException && e.Status == Status.Timeout, "a ShmbusException with status Timeout");
+                pub.Send(B("a"));
+                pub.Send(B("b"));
+                pub.Dispose(); // the end of the stream
+                var rest = new List<string>();
+                foreach (byte[] msg in sub) rest.Add(S(msg));
+                Assert.Equal("a,b", string.Join(",", rest), "foreach ends at the end of the stream");
+                Assert.True(pub.Name == "ticks" && sub.Name == "ticks", "names");
+            }
+        }
+
+        [Test]
+        public static void ConfigurationIsWhatWasAskedFor()
+        {
+            using (var pub = new Publisher("cfg", backpressure: true, capacity: 1 << 16, maxMessage: 1000, maxSubscribers: 3))
+            using (var sub = new Subscriber("cfg"))
+            {
+                Assert.True(pub.Backpressure && sub.Backpressure, "mode");
+                Assert.Equal(1 << 16, pub.Capacity, "capacity");
+                Assert.Equal(1000, pub.MaxMessage, "max message");
+                var e = Assert.Throws<ShmbusException>(() => pub.Send(new byte[1001]), "too large");
+                Assert.Equal(Status.TooLarge, e.Status, "status");
+                using (var s2 = new Subscriber("cfg")) using (var s3 = new Subscriber("cfg"))
+                {
+                    var full = Assert.Throws<ShmbusException>(() => new Subscriber("cfg"), "a fourth subscriber");
+                    Assert.Equal(Status.NoSlot, full.Status, "no slot");
+                }
+            }
+            using (var small = new Publisher("small", capacity: 4096))
+                Assert.True(small.MaxMessage <= 2048, "a small ring's largest message fits it");
+        }
+
+        [Test]
+        public static void TryReceiveTrySendAndLoan()
+        {
+            using (var pub = new Publisher("try", backpressure: true, capacity: 1024))
+            using (var sub = new Subscriber("try"))
+            {
+                byte[] m;
+                Assert.True(!sub.TryReceive(out m), "nothing yet");
+                int sent = 0;
+                while (pub.TrySend(new byte[100])) sent++;
+                Assert.True(sent > 0 && sent < 20, "the ring filled after " + sent);
+                Assert.Throws<ShmbusTimeoutException>(() => pub.Send(new byte[100], TimeSpan.FromMilliseconds(10)), "full ring");
+                for (int i = 0; i < sent; i++) Assert.True(sub.TryReceive(out m), "message " + i);
+                pub.Loan(5, span => { B("loans").AsSpan().CopyTo(span); });
+                Assert.Bytes(B("loans"), sub.Receive(TimeSpan.FromSeconds(1)), "loaned message");
+                Assert.Throws<InvalidOperationException>(() => pub.Loan(4, span => { throw new InvalidOperationException("no"); }), "fill throws");
+                Assert.True(!sub.TryReceive(out m), "a loan whose fill threw published nothing");
+                pub.Send(B("after"));
+                Assert.Bytes(B("after"), sub.Receive(TimeSpan.FromSeconds(1)), "the channel goes on");
+            }
+        }
+
+        [Test]
+        public static void ReceiveRefReadsInPlace()
+        {
+            using (var pub = new Publisher("zc", backpressure: true))
+            using (var sub = new Subscriber("zc"))
+            {
+                pub.Send(B("zero-copy"));
+                string got = null;
+                sub.ReceiveRef(span => { got = S(span.ToArray()); }, TimeSpan.FromSeconds(1));
+                Assert.Equal("zero-copy", got, "borrowed bytes");
+            }
+            using (var lossy = new Publisher("zclossy"))
+            using (var sub = new Subscriber("zclossy"))
+            {
+                lossy.Send(B("x"));
+                var e = Assert.Throws<ShmbusException>(() => sub.ReceiveRef(span => { }, TimeSpan.FromSeconds(1)), "lossy");
+                Assert.Equal(Status.WrongMode, e.Status, "wrong mode");
+            }
+        }
+
+        [Test]
+        public static void LossyLossesAreCountedExactly()
+        {
+            using (var pub = new Publisher("lossy", capacity: 1024))
+            using (var sub = new Subscriber("lossy"))
+            {
+                const int total = 100;
+                for (int i = 0; i < total; i++) pub.Send(BitConverter.GetBytes(i));
+                pub.Dispose();
+                var got = new List<int>();
+                foreach (var m in sub) got.Add(BitConverter.ToInt32(m, 0));
+                Assert.True(sub.Lost > 0, "the ring overflowed");
+                Assert.Equal((long)total, got.Count + sub.Lost, "received + lost = published");
+                for (int k = 1; k < got.Count; k++) Assert.True(got[k] > got[k - 1], "in order");
+                Assert.Equal(total - 1, got.Last(), "the newest kept");
+            }
+        }
+
+        [Test]
+        public static void ReceivedEventDeliversEveryMessageInOrder()
+        {
+            using (var pub = new Publisher("events", backpressure: true))
+            {
+                var sub = new Subscriber("events");
+                var got = new List<string>();
+                sub.Received += m => { lock (got) got.Add(S(m)); };
+                for (int i = 0; i < 100; i++) pub.Send(B("m" + i));
+                WaitUntil(() => { lock (got) return got.Count == 100; }, "100 messages");
+                Assert.Equal(string.Join(",", Enumerable.Range(0, 100).Select(i => "m" + i)), string.Join(",", got), "in order");
+                Assert.Throws<InvalidOperationException>(() => sub.Receive(TimeSpan.Zero), "receiving beside the event");
+                var sw = Stopwatch.StartNew();
+                sub.Dispose();
+                Assert.True(sw.ElapsedMilliseconds < 500, "Dispose took " + sw.ElapsedMilliseconds + " ms");
+            }
+        }
+
+        [Test]
+        public static void WaitForSubscribersAndPublisherAlive()
+        {
+            using (var pub = new Publisher("wait"))
+            {
+                Assert.True(!pub.WaitForSubscribers(1, TimeSpan.FromMilliseconds(20)), "nobody yet");
+                using (var sub = new Subscriber("wait"))
+                {
+                    Assert.True(pub.WaitForSubscribers(1, TimeSpan.FromSeconds(1)), "one now");
+                    Assert.True(sub.PublisherAlive, "alive");
+                    pub.Send(B("x"));
+                    Assert.Equal(1L, pub.Published, "published");
+                }
+            }
+        }
+
+        [Test]
+        public static void KilledPublisherIsPublisherGone()
+        {
+            var child = Child("publisher gone");
+            try
+            {
+                Subscriber sub = null;
+                WaitUntil(() =>
+                {
+                    try { sub = new Subscriber("gone"); return true; }
+                    catch (ShmbusNotFoundException) { return false; }
+                }, "the child's channel");
+                using (sub)
+                {
+                    Assert.Bytes(B("before the crash"), sub.Receive(TimeSpan.FromSeconds(10)), "first message");
+                    KillHard(child);
+                    Assert.Throws<ShmbusPublisherGoneException>(() => sub.Receive(TimeSpan.FromSeconds(10)), "after kill -9");
+                    Assert.True(!sub.PublisherAlive, "dead");
+                }
+            }
+            finally
+            {
+                if (!child.HasExited) child.Kill();
+            }
+        }
+
+        [Test]
+        public static void CSharpPublisherToCliSub()
+        {
+            using (var pub = new Publisher("tocli", backpressure: true))
+            {
+                var cli = Start(Cli, "sub tocli --count 3");
+                Assert.True(pub.WaitForSubscribers(1, TimeSpan.FromSeconds(10)), "the CLI subscribed");
+                foreach (var m in new[] { "one", "two", "three" }) pub.Send(B(m));
+                string output = cli.StandardOutput.ReadToEnd();
+                Assert.Equal(0, Wait(cli, 10, "shmbus sub"), "exit code");
+                Assert.Equal("one\ntwo\nthree\n", output, "CLI output");
+            }
+        }
+
+        [Test]
+        public static void CliPubToCSharpSubscriber()
+        {
+            var cli = Start(Cli, "pub fromcli --backpressure --wait-subscribers 1", stdin: true);
+            Subscriber sub = null;
+            WaitUntil(() =>
+            {
+                try { sub = new Subscriber("fromcli"); return true; }
+                catch (ShmbusNotFoundException) { return false; }
+            }, "the CLI's channel");
+            using (sub)
+            {
+                cli.StandardInput.Write("alpha\nbeta\n");
+                cli.StandardInput.Close();
+                var got = sub.Select(S).ToList();
+                Assert.Equal("alpha,beta", string.Join(",", got), "every line, then the end of the stream");
+            }
+            Assert.Equal(0, Wait(cli, 10, "shmbus pub"), "exit code");
+        }
+    }
+
+    public static class ObjectTests
+    {
+        [Test]
+        public static void IssueBlackboardAndEventExamplesRunAsWritten()
+        {
+            byte[] bytes = B("config v1");
+            using (var b = Blackboard.Create("cfg", 256)) using (var rd = Blackboard.Open("cfg")) { b.Write(bytes); byte[] v = rd.Read(); Assert.Bytes(bytes, v, "blackboard"); }
+            using (var e = NamedEvent.Create("ready", manualReset: true)) using (var o = NamedEvent.Open("ready")) { e.Set(); bool ok = o.WaitOne(TimeSpan.FromSeconds(1)); Assert.True(ok, "event"); }
+        }
+
+        [Test]
+        public static void BlackboardVersionsWaitsAndUpdates()
+        {
+            using (var b = Blackboard.CreateOrOpen("board", 64)) using (var r = Blackboard.CreateOrOpen("board", 64))
+            {
+                Assert.Equal(0L, r.Version, "new");
+                Assert.Equal(null, r.WaitNewer(0, TimeSpan.FromMilliseconds(10)), "nothing newer yet");
+                var got = new List<string>();
+                r.Updated += v => { lock (got) got.Add(S(v)); };
+                Assert.Equal(1L, b.Write(B("one")), "version 1");
+                Assert.Equal(1L, r.WaitNewer(0, TimeSpan.FromSeconds(1)), "waited for version 1");
+                long version;
+                Assert.Bytes(B("one"), r.Read(out version), "value");
+                Assert.Equal(1L, version, "its version");
+                b.Write(B("two"));
+                WaitUntil(() => { lock (got) return got.Count > 0 && got.Last() == "two"; }, "the newest value");
+                // A handler slower than the writer gets the newest value and counts the rest.
+                Assert.Equal(2L, got.Count + r.Skipped, "delivered + skipped: " + string.Join(",", got));
+                Assert.True(got.Count == 1 || string.Join(",", got) == "one,two", "in order");
+                Assert.Equal(64, r.Capacity, "capacity");
+            }
+        }
+
+        [Test]
+        public static void EventsManualAndAutoReset()
+        {
+            using (var m = NamedEvent.Create("manual", manualReset: true)) using (var o = NamedEvent.Open("manual"))
+            {
+                Assert.True(!o.WaitOne(TimeSpan.FromMilliseconds(10)), "unset");
+                m.Set();
+                Assert.True(o.WaitOne(TimeSpan.Zero) && o.WaitOne(TimeSpan.Zero) && m.IsSet, "stays set");
+                m.Reset();
+                Assert.True(!o.IsSet, "reset");
+            }
+            using (var a = NamedEvent.CreateOrOpen("auto")) using (var o = NamedEvent.Open("auto"))
+            {
+                a.Set();
+                Assert.True(o.WaitOne(TimeSpan.FromSeconds(1)), "one waiter released");
+                Assert.True(!o.WaitOne(TimeSpan.FromMilliseconds(10)), "and the event is unset again");
+                var waiter = new Thread(() => o.WaitOne());
+                waiter.Start();
+                Thread.Sleep(20);
+                a.Set();
+                Assert.True(waiter.Join(5000), "a blocked waiter wakes");
+            }
+        }
+
+        [Test]
+        public static void DuplexRequestReply()
+        {
+            using (var server = Duplex.Listen("link"))
+            {
+                var t = new Thread(() =>
+                {
+                    var req = server.Receive(TimeSpan.FromSeconds(10));
+                    server.Reply(req.RequestId, B("re: " + S(req.Data)));
+                    var plain = server.Receive(TimeSpan.FromSeconds(10));
+                    server.Send(B(S(plain.Data) + " back"));
+                });
+                t.Start();
+                using (var client = Duplex.Connect("link"))
+                {
+                    Assert.Equal("re: hi", S(client.Request(B("hi"), TimeSpan.FromSeconds(10))), "reply");
+                    client.Send(B("note"));
+                    var back = client.Receive(TimeSpan.FromSeconds(10));
+                    Assert.Equal("note back", S(back.Data), "plain message");
+                    Assert.Equal(0UL, back.RequestId, "no reply wanted");
+                }
+                t.Join();
+            }
+        }
+
+        [Test]
+        public static void SegmentsReadAndWriteBoundsChecked()
+        {
+            using (var s = Segment.Create("seg", 16)) using (var o = Segment.Open("seg"))
+            {
+                s.Write(4, B("abcd"), 0, 4);
+                var buf = new byte[4];
+                o.Read(4, buf, 0, 4);
+                Assert.Bytes(B("abcd"), buf, "shared bytes");
+                var e = Assert.Throws<ShmbusException>(() => o.Read(14, buf, 0, 4), "past the end");
+                Assert.Equal(Status.Invalid, e.Status, "refused by the library");
+                Assert.Throws<ArgumentOutOfRangeException>(() => o.Read(0, buf, 2, 4), "outside the buffer");
+            }
+        }
+    }
+
+    public static class ErrorTests
+    {
+        [Test]
+        public static void OpeningAMissingObjectNamesIt()
+        {
+            var e = Assert.Throws<ShmbusNotFoundException>(() => Blackboard.Open("no.such.board"), "blackboard");
+            Assert.True(e.Message.Contains("no.such.board"), "the message names it: " + e.Message);
+            Assert.Equal(Status.NotFound, e.Status, "status");
+            Assert.Throws<ShmbusNotFoundException>(() => new Subscriber("no.such.channel"), "subscriber");
+            Assert.Throws<ShmbusNotFoundException>(() => NamedEvent.Open("no.such.event"), "event");
+            Assert.Throws<ShmbusNotFoundException>(() => Duplex.Connect("no.such.link"), "duplex");
+            Assert.Throws<ShmbusNotFoundException>(() => Segment.Open("no.such.segment"), "segment");
+            Assert.Throws<ShmbusNotFoundException>(() => Publisher.Open("no.such.channel"), "publisher");
+        }
+
+        [Test]
+        public static void NamesTakenAndInvalid()
+        {
+            using (var b = Blackboard.Create("taken", 8))
+            {
+                var e = Assert.Throws<ShmbusException>(() => Blackboard.Create("taken", 8), "twice");
+                Assert.Equal(Status.Exists, e.Status, "exists");
+                var k = Assert.Throws<ShmbusException>(() => new Subscriber("taken"), "a blackboard as a channel");
+                Assert.Equal(Status.Mismatch, k.Status, "wrong kind");
+            }
+            var bad = Assert.Throws<ShmbusException>(() => Blackboard.Create("../etc/passwd", 8), "bad name");
+            Assert.Equal(Status.Invalid, bad.Status, "invalid name");
+            Assert.True(bad.Message.Length > 0, "a message");
+            using (var pub = new Publisher("negative"))
+            using (var sub = new Subscriber("negative"))
+                Assert.Throws<ArgumentOutOfRangeException>(() => sub.Receive(TimeSpan.FromSeconds(-2)), "negative timeout");
+        }
+
+        [Test]
+        public static void AnotherUsersObjectIsRefusedUnlessAllowed()
+        {
+            if (Environment.UserName != "root") { Console.WriteLine("  (skipped: needs root)"); return; }
+            var ns = Environment.GetEnvironmentVariable("SHMBUS_NAMESPACE");
+            var p = Start("setpriv", "--reuid 65534 --regid 65534 --clear-groups " + Cli + " --namespace " + ns + " board write --mode 644 theirs hello");
+            Assert.Equal(0, Wait(p, 10, "setpriv shmbus board write"), "created as uid 65534: " + p.StandardError.ReadToEnd());
+            try
+            {
+                var e = Assert.Throws<ShmbusPermissionException>(() => Blackboard.Open("theirs"), "untrusted owner");
+                Assert.Equal(Status.Permission, e.Status, "status");
+                var opts = new ShmbusOptions();
+                opts.AllowOwner.Add(65534);
+                using (var b = Blackboard.Open("theirs", opts)) Assert.Bytes(B("hello"), b.Read(), "allowed");
+                using (var b = Blackboard.Open("theirs", new ShmbusOptions { AllowAnyOwner = true })) Assert.True(b.Version == 1, "any owner");
+            }
+            finally
+            {
+                File.Delete("/dev/shm/shmbus@" + ns + ".theirs");
+            }
+        }
+
+        [Test]
+        public static void OptionsNamespaceAndPersistent()
+        {
+            using (var b = Blackboard.Create("ns.board", 8, new ShmbusOptions { Namespace = "cs-other-ns" }))
+            {
+                Assert.Throws<ShmbusNotFoundException>(() => Blackboard.Open("ns.board"), "not in our namespace");
+                using (var o = Blackboard.Open("ns.board", new ShmbusOptions { Namespace = "cs-other-ns" })) o.Read();
+            }
+            Assert.Throws<ShmbusNotFoundException>(() => Blackboard.Open("ns.board", new ShmbusOptions { Namespace = "cs-other-ns" }), "removed with its creator");
+            using (Blackboard.Create("kept", 8, new ShmbusOptions { Persistent = true })) { }
+            using (var k = Blackboard.Open("kept")) Assert.Equal(0L, k.Version, "persistent: still there");
+        }
+    }
+
+    public static class ProcessTests
+    {
+        [Test]
+        public static void OriginalScenarioWriterAndThreeReadersOneTheCli()
+        {
+            const int n = 100;
+            var readyEvents = new[] { NamedEvent.Create("ready.1"), NamedEvent.Create("ready.2") };
+            using (var w = new SharedMemory("scenario", 64))
+            {
+                var cli = Start(Cli, "board watch scenario");
+                var readers = new[] { Child("reader scenario " + n + " ready.1"), Child("reader scenario " + n + " ready.2") };
+                foreach (var e in readyEvents) Assert.True(e.WaitOne(TimeSpan.FromSeconds(20)), "a C# reader attached");
+                // The CLI attaches on its own schedule; what it sees after that must be complete.
+                Thread.Sleep(100);
+                for (int i = 1; i <= n; i++)
+                {
+                    w.Write(B("v" + i));
+                    Thread.Sleep(1);
+                }
+                var outputs = new List<string[]>();
+                foreach (var r in readers)
+                {
+                    string output = r.StandardOutput.ReadToEnd();
+                    Assert.Equal(0, Wait(r, 20, "a C# reader"), "reader exit: " + r.StandardError.ReadToEnd());
+                    outputs.Add(output.Split('\n').Where(l => l.Length > 0).ToArray());
+                }
+                var cliLines = new List<string>();
+                WaitUntil(() =>
+                {
+                    string line = cli.StandardOutput.ReadLine();
+                    if (line != null) cliLines.Add(line);
+                    return line == null || line == "v" + n;
+                }, "the CLI printed the last value");
+                cli.Kill();
+                cli.WaitForExit();
+                foreach (var line in cli.StandardError.ReadToEnd().Split('\n').Where(l => l.StartsWith("skipped: ")))
+                    cliLines.Insert(0, "skip " + line.Split(' ')[1]); // order within does not matter for the sum
+                outputs.Add(cliLines.ToArray());
+                foreach (var lines in outputs) CheckReader(lines, n);
+            }
+            foreach (var e in readyEvents) e.Dispose();
+        }
+
+        /// <summary>Values strictly in order, ending with the last; every gap between two
+        /// values seen is a reported skip.</summary>
+        private static void CheckReader(string[] lines, int n)
+        {
+            var values = lines.Where(l => l.StartsWith("v")).Select(l => int.Parse(l.Substring(1))).ToList();
+            long skipped = lines.Where(l => l.StartsWith("skip ")).Sum(l => long.Parse(l.Substring(5)));
+            Assert.True(values.Count > 0, "the reader saw values: " + string.Join("|", lines));
+            for (int k = 1; k < values.Count; k++) Assert.True(values[k] > values[k - 1], "in order: " + string.Join("|", lines));
+            Assert.Equal(n, values.Last(), "the last value");
+            long gaps = values.Last() - values.First() + 1 - values.Count;
+            Assert.True(skipped >= gaps, "every version between the first and last seen was seen or reported skipped (" + gaps + " gaps, " + skipped + " reported): " + string.Join("|", lines));
+        }
+
+        [Test]
+        public static void NoHandleLeaksAfter10000Cycles()
+        {
+            // Warm up (JIT, first mappings), then count.
+            Cycle(100);
+            int fds = OpenFds(), maps = ShmbusMappings();
+            Cycle(10000);
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+            // The runtime may close descriptors of its own meanwhile; ours must all be gone.
+            Assert.True(OpenFds() <= fds, "open file descriptors: " + fds + " before, " + OpenFds() + " after");
+            Assert.Equal(maps, ShmbusMappings(), "shmbus mappings");
+        }
+
+        private static void Cycle(int n)
+        {
+            for (int i = 0; i < n; i++)
+            {
+                using (var shm = new SharedMemory("cycle", 64)) shm.Write(B("x"));
+                using (var pub = new Publisher("cyclech", capacity: 4096)) using (var sub = new Subscriber("cyclech")) pub.Send(B("y"));
+                using (var e = NamedEvent.Create("cycleev")) e.Set();
+            }
+        }
+    }
+}
