@@ -626,6 +626,32 @@ namespace Shmbus.Tests
         }
 
         [Test]
+        public static void TheExamplesWriterAndReaderTalk()
+        {
+            string bin = Path.GetDirectoryName(typeof(Util).Assembly.Location);
+            var reader = Start("mono", "\"" + Path.Combine(bin, "Reader.exe") + "\" example.temp", stdin: true);
+            string first = reader.StandardOutput.ReadLine();
+            Assert.True(first != null && first.StartsWith("reading example.temp"), "the reader started: " + first);
+            var writer = Start("mono", "\"" + Path.Combine(bin, "Writer.exe") + "\" example.temp", stdin: true);
+            writer.StandardInput.Write("21.5\n22.0\nexit\n");
+            writer.StandardInput.Close();
+            string written = writer.StandardOutput.ReadToEnd();
+            Assert.Equal(0, Wait(writer, 20, "Writer.exe"), "writer exit: " + writer.StandardError.ReadToEnd());
+            Assert.True(written.Contains("wrote version 2"), "the writer wrote twice: " + written);
+            var lines = new List<string>();
+            WaitUntil(() =>
+            {
+                string line = reader.StandardOutput.ReadLine();
+                if (line != null) lines.Add(line);
+                return line == null || line == "received: 22.0";
+            }, "the reader received the last value");
+            reader.StandardInput.Close();
+            Assert.Equal(0, Wait(reader, 20, "Reader.exe"), "reader exit");
+            Assert.True(lines.Contains("received: 22.0"), "received: " + string.Join("|", lines));
+            Assert.True(lines.Contains("received: 21.5") || lines.Any(l => l.Contains("written faster")), "every value or a reported skip");
+        }
+
+        [Test]
         public static void NoHandleLeaksAfter10000Cycles()
         {
             // Warm up (JIT, first mappings), then count.
