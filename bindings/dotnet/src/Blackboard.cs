@@ -17,6 +17,7 @@ namespace Shmbus
         private readonly object gate = new object();
         private NativeHandler handler;
         private ReceivedEventHandler<byte[]> updated;
+        private bool disposed;
 
         private Blackboard(BlackboardHandle handle, string name)
         {
@@ -65,8 +66,8 @@ namespace Shmbus
         /// <summary>The version of the current value (0: never written).</summary>
         public long Version { get { return (long)Native.shmbus_blackboard_version(Handle); } }
 
-        /// <summary>Replaces the value (readers see all of it or none of it); returns its
-        /// version.</summary>
+        /// <summary>Replaces the value (readers see all of it or none of it); returns the
+        /// version read just after (another writer may have written since).</summary>
         public unsafe long Write(byte[] data)
         {
             if (data == null) throw new ArgumentNullException("data");
@@ -124,6 +125,7 @@ namespace Shmbus
             {
                 lock (gate)
                 {
+                    if (disposed) throw new ObjectDisposedException("Blackboard " + name);
                     updated += value;
                     if (handler == null) handler = StartHandler(name, Handle, (ulong)Version, () => updated);
                 }
@@ -150,7 +152,12 @@ namespace Shmbus
             NativeHandler h;
             lock (gate) { h = handler; }
             if (h != null) h.Dispose(); // throws, changing nothing, from the handler's own callback
-            lock (gate) { handler = null; }
+            lock (gate)
+            {
+                disposed = true;
+                // A handler added meanwhile by another thread is stopped too.
+                if (handler != null && handler != h) handler.Dispose();
+            }
             handle.Dispose();
         }
 
@@ -184,6 +191,10 @@ namespace Shmbus
                 catch (Exception e)
                 {
                     ShmbusHandlers.Report(name, e);
+                }
+                finally
+                {
+                    self.Left();
                 }
             };
             self = new NativeHandler(cb);

@@ -169,7 +169,14 @@ namespace Shmbus
                 try { listeners(null, new HandlerFailedEventArgs(name, e)); return; }
                 catch (Exception inner) { e = new AggregateException(e, inner); }
             }
-            Console.Error.WriteLine("shmbus: the receive handler of " + name + " threw: " + e);
+            try
+            {
+                Console.Error.WriteLine("shmbus: the receive handler of " + name + " threw: " + e);
+            }
+            catch (Exception)
+            {
+                // Standard error is gone: nothing may unwind into the library's thread.
+            }
         }
     }
 

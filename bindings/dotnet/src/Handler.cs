@@ -5,15 +5,6 @@ using System.Threading;
 
 namespace Shmbus
 {
-    /// <summary>What a stopped receive handler did.</summary>
-    public struct HandlerStats
-    {
-        /// <summary>Values or messages handed to the callback.</summary>
-        public long Delivered;
-        /// <summary>Messages lost (lossy channels) or versions skipped before delivery.</summary>
-        public long Skipped;
-    }
-
     /// <summary>
     /// Owns a native handler and the delegate it calls (kept alive here for as long as the
     /// native thread may call it). Stopping joins the thread; it cannot be done from the
@@ -56,6 +47,9 @@ namespace Shmbus
                 lock (Live) { all = new NativeHandler[Live.Count]; Live.CopyTo(all); }
                 foreach (var h in all)
                 {
+                    // A callback still running (blocked, say) would hold the exit forever:
+                    // leave that one; its thread is a background thread.
+                    if (Volatile.Read(ref h.inCallback) == 1) continue;
                     try { h.Dispose(); } catch (Exception) { }
                 }
             };
@@ -71,33 +65,13 @@ namespace Shmbus
                 Thread.CurrentThread.IsBackground = true;
                 callbackThread = Thread.CurrentThread.ManagedThreadId;
             }
+            Interlocked.Exchange(ref inCallback, 1);
         }
 
-        internal bool Running
-        {
-            get
-            {
-                var h = handle;
-                return h != null && !h.IsClosed && Native.shmbus_handler_is_finished(h) == 0;
-            }
-        }
+        /// <summary>Call when each callback ends (in a finally).</summary>
+        internal void Left() { Interlocked.Exchange(ref inCallback, 0); }
 
-        /// <summary>Stops the thread and waits for it; throws the failure that stopped it
-        /// early (e.g. the publisher died), if one did.</summary>
-        internal HandlerStats Stop()
-        {
-            RefuseOwnThread();
-            var h = Interlocked.Exchange(ref handle, null);
-            lock (Live) Live.Remove(this);
-            if (h == null || h.IsClosed) return new HandlerStats();
-            Native.HandlerStats stats;
-            IntPtr raw = h.DangerousGetHandle();
-            h.SetHandleAsInvalid();
-            int rc = Native.shmbus_handler_stop(raw, out stats);
-            GC.KeepAlive(callback);
-            ShmbusException.Check(rc);
-            return new HandlerStats { Delivered = (long)stats.Delivered, Skipped = (long)stats.Skipped };
-        }
+        private int inCallback;
 
         /// <summary>Stops the thread and waits for it, ignoring how it ended.</summary>
         public void Dispose()

@@ -21,13 +21,6 @@ namespace Shmbus
             internal UIntPtr MaxSubscribers;
         }
 
-        [StructLayout(LayoutKind.Sequential)]
-        internal struct HandlerStats
-        {
-            internal ulong Delivered;
-            internal ulong Skipped;
-        }
-
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
         internal delegate void MessageFn(IntPtr data, UIntPtr len, ulong lost, IntPtr user);
 
@@ -118,8 +111,6 @@ namespace Shmbus
         [DllImport(Lib)] internal static extern void shmbus_segment_close(IntPtr s);
 
         // Handlers
-        [DllImport(Lib)] internal static extern int shmbus_handler_stop(IntPtr h, out HandlerStats stats);
-        [DllImport(Lib)] internal static extern int shmbus_handler_is_finished(HandlerHandle h);
         [DllImport(Lib)] internal static extern void shmbus_handler_close(IntPtr h);
 
         /// <summary>A NUL-terminated UTF-8 string owned by the library, as a string.</summary>

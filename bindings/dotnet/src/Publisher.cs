@@ -9,7 +9,9 @@ namespace Shmbus
     /// The one writer of a broadcast channel: every subscriber receives every message, in
     /// order. Lossy (the default) never waits: a subscriber that falls a whole ring behind
     /// loses the oldest messages and is told how many. Back-pressure never loses: a send
-    /// waits for the slowest subscriber. Use from one thread at a time.
+    /// waits for the slowest subscriber. Use from one thread at a time (its properties too);
+    /// only <see cref="Dispose"/> may come from another thread, and it does not interrupt a
+    /// blocking send there (the close happens when that call returns).
     /// </summary>
     public sealed class Publisher : IDisposable
     {
@@ -115,18 +117,32 @@ namespace Shmbus
         {
             if (fill == null) throw new ArgumentNullException("fill");
             if (size < 0) throw new ArgumentOutOfRangeException("size");
+            var h = Handle;
             IntPtr buf;
-            ShmbusException.Check(Native.shmbus_publisher_loan_timeout(Handle, (UIntPtr)(ulong)size, out buf, Native.Nanos(timeout)));
+            ShmbusException.Check(Native.shmbus_publisher_loan_timeout(h, (UIntPtr)(ulong)size, out buf, Native.Nanos(timeout)));
+            // The mapping must outlive the span: a Dispose meanwhile takes effect afterwards.
+            bool added = false;
+            h.DangerousAddRef(ref added);
+            busyThread = Thread.CurrentThread.ManagedThreadId;
             try
             {
-                fill(new Span<byte>((void*)buf, size));
+                try
+                {
+                    fill(new Span<byte>((void*)buf, size));
+                }
+                catch
+                {
+                    Native.shmbus_publisher_discard(h);
+                    throw;
+                }
+                busyThread = -1;
+                ShmbusException.Check(Native.shmbus_publisher_commit(h));
             }
-            catch
+            finally
             {
-                Native.shmbus_publisher_discard(handle);
-                throw;
+                busyThread = -1;
+                if (added) h.DangerousRelease();
             }
-            ShmbusException.Check(Native.shmbus_publisher_commit(Handle));
         }
 
         /// <summary><see cref="Loan(int, SpanWriter, TimeSpan)"/> waiting for room as long as
@@ -137,11 +153,12 @@ namespace Shmbus
         /// false after <paramref name="timeout"/>.</summary>
         public bool WaitForSubscribers(int count, TimeSpan timeout)
         {
-            var deadline = DateTime.UtcNow + timeout;
+            long ns = Native.Nanos(timeout); // validates; negative: no limit
+            var sw = System.Diagnostics.Stopwatch.StartNew();
             while (SubscriberCount < count)
             {
                 // No notification exists for a subscriber's arrival: look every millisecond.
-                if (DateTime.UtcNow >= deadline) return false;
+                if (ns >= 0 && sw.Elapsed.Ticks >= ns / 100) return false;
                 Thread.Sleep(1);
             }
             return true;
@@ -149,16 +166,27 @@ namespace Shmbus
 
         /// <summary>Ends the stream (subscribers get the end after the last message) and, if
         /// this publisher created the channel, removes it unless persistent.</summary>
-        public void Dispose() { handle.Dispose(); }
+        public void Dispose()
+        {
+            if (busyThread == Thread.CurrentThread.ManagedThreadId)
+                throw new InvalidOperationException("a publisher cannot be disposed from its own Loan writer");
+            handle.Dispose();
+        }
 
         private PublisherHandle Handle
         {
             get
             {
                 if (handle.IsClosed) throw new ObjectDisposedException("Publisher " + name);
+                if (busyThread == Thread.CurrentThread.ManagedThreadId)
+                    throw new InvalidOperationException("publisher " + name + " is lending a message to a Loan " +
+                                                        "writer: return from the writer first");
                 return handle;
             }
         }
+
+        // The thread running a Loan writer (which must not send or dispose meanwhile).
+        private int busyThread = -1;
 
         private Native.ChannelConfig Config()
         {

@@ -7,7 +7,8 @@ namespace Shmbus
     /// <summary>
     /// A named block of shared bytes with no protocol of its own (readers and writers agree
     /// on their own synchronisation). <see cref="Stream"/> gives a seekable stream over it.
-    /// Reads and writes are bounds-checked by the library.
+    /// Reads and writes are bounds-checked by the library, and may come from several threads
+    /// (each is one copy; nothing orders them).
     /// </summary>
     public sealed class Segment : IDisposable
     {
@@ -104,7 +105,8 @@ namespace Shmbus
     }
 
     /// <summary>A <see cref="System.IO.Stream"/> over a <see cref="Segment"/>: readable,
-    /// writable and seekable, of the segment's fixed length.</summary>
+    /// writable and seekable, of the segment's fixed length. One position: use a stream from
+    /// one thread at a time (open one per thread).</summary>
     public sealed class SegmentStream : Stream
     {
         private readonly Segment segment;

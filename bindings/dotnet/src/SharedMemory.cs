@@ -8,7 +8,13 @@ namespace Shmbus
     /// The class the original Windows/.NET design is built around: a named shared-memory
     /// object that one program writes and others read, with a receive handler raised on a
     /// background thread, and a stream. Every process that uses the object constructs it
-    /// with the same name and size; the first creates it.
+    /// with the same name and size; the first creates it. Unlike a Windows mapping, which
+    /// lives while any handle is open, the name goes away when its creator disposes it
+    /// (processes that have it open keep working, but a process that constructs it later
+    /// creates a new one): start the longest-lived side first, or pass
+    /// <c>new ShmbusOptions { Persistent = true }</c> (and remove it with <c>shmbus rm</c>).
+    /// Safe to use from several threads, except <see cref="Stream"/>, whose position is
+    /// shared.
     /// <para>What changed underneath: the value lives in a <see cref="Blackboard"/>, so a
     /// reader never sees half a write (the original had no synchronisation) and gets exactly
     /// the bytes written (the original lost the length and read the whole region); its
@@ -28,6 +34,7 @@ namespace Shmbus
         private ReceivedEventHandler<byte[]> receiveHandler;
         private Segment segment;
         private Stream stream;
+        private bool disposed;
 
         /// <summary>Creates shared-memory object <paramref name="name"/> for values of up to
         /// <paramref name="size"/> bytes, or opens it if another process created it.</summary>
@@ -69,6 +76,7 @@ namespace Shmbus
             {
                 lock (gate)
                 {
+                    if (disposed) throw new ObjectDisposedException("SharedMemory " + name);
                     receiveHandler += value;
                     if (handler == null)
                         handler = Blackboard.StartHandler(name, board.Handle, (ulong)board.Version, () => receiveHandler);
@@ -113,7 +121,11 @@ namespace Shmbus
             NativeHandler h;
             lock (gate) { h = handler; }
             if (h != null) h.Dispose(); // throws, changing nothing, from the handler's own callback
-            lock (gate) { handler = null; }
+            lock (gate)
+            {
+                disposed = true;
+                if (handler != null && handler != h) handler.Dispose();
+            }
             board.Dispose();
             lock (gate)
             {

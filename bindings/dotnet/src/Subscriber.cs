@@ -13,7 +13,9 @@ namespace Shmbus
     /// the end of the stream), <see cref="ReceiveRef(SpanReader)"/> (zero-copy), or the
     /// <see cref="Received"/> event (a background thread). On a lossy channel, messages the
     /// publisher overwrote before they were read are skipped and counted exactly in
-    /// <see cref="Lost"/>. Use from one thread at a time.
+    /// <see cref="Lost"/>. Use from one thread at a time (its properties too); only
+    /// <see cref="Dispose"/> may come from another thread, and it does not interrupt a
+    /// blocking receive there (the close happens when that call returns).
     /// </summary>
     public sealed class Subscriber : IDisposable, IEnumerable<byte[]>
     {
@@ -59,7 +61,8 @@ namespace Shmbus
             }
         }
 
-        /// <summary>Whether the channel's publisher lives now.</summary>
+        /// <summary>Whether the channel's publisher lives now (not available once the
+        /// subscriber delivers through <see cref="Received"/>).</summary>
         public bool PublisherAlive { get { return ShmbusException.Check(Native.shmbus_subscriber_publisher_alive(Handle)) == 1; } }
 
         /// <summary>The next message, waiting as long as it takes.</summary>
@@ -100,13 +103,20 @@ namespace Shmbus
             int rc;
             while ((rc = Native.shmbus_subscriber_recv_ref(h, out data, out len, ns)) == (int)Status.Lagged) { }
             ShmbusException.Check(rc);
+            // The mapping must outlive the span: a Dispose (from any thread) meanwhile only
+            // takes effect when the reader returns.
+            bool added = false;
+            h.DangerousAddRef(ref added);
+            busyThread = Thread.CurrentThread.ManagedThreadId;
             try
             {
                 reader(new ReadOnlySpan<byte>((void*)data, (int)len.ToUInt64()));
             }
             finally
             {
+                busyThread = -1;
                 Native.shmbus_subscriber_release(h);
+                if (added) h.DangerousRelease();
             }
         }
 
@@ -126,6 +136,7 @@ namespace Shmbus
             {
                 lock (gate)
                 {
+                    if (disposed) throw new ObjectDisposedException("Subscriber " + name);
                     received += value;
                     if (handler == null) Start();
                 }
@@ -153,9 +164,12 @@ namespace Shmbus
         /// for a callback in progress).</summary>
         public void Dispose()
         {
+            if (busyThread == Thread.CurrentThread.ManagedThreadId)
+                throw new InvalidOperationException("a subscriber cannot be disposed from its own ReceiveRef reader");
             NativeHandler h;
             lock (gate) { h = handler; }
-            if (h != null) h.Dispose();
+            if (h != null) h.Dispose(); // throws, changing nothing, from the handler's own callback
+            lock (gate) { disposed = true; }
             handle.Dispose();
         }
 
@@ -163,12 +177,21 @@ namespace Shmbus
         {
             get
             {
-                if (handle.IsClosed) throw new ObjectDisposedException("Subscriber " + name);
-                if (handler != null)
+                // (A subscriber handed to its Received thread has a consumed, closed handle:
+                // say why it cannot be used before saying it is closed.)
+                if (handler != null && !disposed)
                     throw new InvalidOperationException("subscriber " + name + " delivers through its Received event");
+                if (handle.IsClosed) throw new ObjectDisposedException("Subscriber " + name);
+                if (busyThread == Thread.CurrentThread.ManagedThreadId)
+                    throw new InvalidOperationException("subscriber " + name + " is lending a message to a ReceiveRef " +
+                                                        "reader: return from the reader first");
                 return handle;
             }
         }
+
+        // The thread running a ReceiveRef reader (which must not receive or dispose meanwhile).
+        private int busyThread = -1;
+        private bool disposed;
 
         /// <summary>One receive (losses skipped), as a status.</summary>
         private unsafe int ReceiveStatus(long timeoutNs, out byte[] message)
@@ -215,6 +238,10 @@ namespace Shmbus
                 {
                     // Nothing may unwind into the library's thread.
                     ShmbusHandlers.Report(name, e);
+                }
+                finally
+                {
+                    self.Left();
                 }
             };
             lostBefore = (long)Native.shmbus_subscriber_lost(handle);

@@ -196,7 +196,24 @@ namespace Shmbus.Tests
             var b = Blackboard.Create("disposed2", 8);
             b.Dispose();
             Assert.Throws<ObjectDisposedException>(() => b.Read(), "read after dispose");
+            Assert.Throws<ObjectDisposedException>(() => b.Updated += v => { }, "a handler after dispose");
             b.Dispose(); // twice is harmless
+            var p = new Publisher("disposed3");
+            var s = new Subscriber("disposed3");
+            s.Dispose();
+            p.Dispose();
+            Assert.Throws<ObjectDisposedException>(() => p.Send(B("x")), "publisher");
+            Assert.Throws<ObjectDisposedException>(() => s.Receive(TimeSpan.Zero), "subscriber");
+            Assert.Throws<ObjectDisposedException>(() => s.Received += m => { }, "a subscriber's handler");
+            var e = NamedEvent.Create("disposed4");
+            e.Dispose();
+            Assert.Throws<ObjectDisposedException>(() => e.Set(), "event");
+            var d = Duplex.Listen("disposed5");
+            d.Dispose();
+            Assert.Throws<ObjectDisposedException>(() => d.Send(B("x")), "duplex");
+            var g = Segment.Create("disposed6", 8);
+            g.Dispose();
+            Assert.Throws<ObjectDisposedException>(() => g.Write(0, B("x"), 0, 1), "segment");
         }
     }
 
@@ -290,6 +307,72 @@ namespace Shmbus.Tests
         }
 
         [Test]
+        public static void CallbacksCannotPullTheBytesAway()
+        {
+            using (var pub = new Publisher("busy", backpressure: true))
+            using (var sub = new Subscriber("busy"))
+            {
+                pub.Send(B("one"));
+                pub.Send(B("two"));
+                sub.ReceiveRef(span =>
+                {
+                    Assert.Throws<InvalidOperationException>(() => sub.Receive(TimeSpan.Zero), "receive inside a reader");
+                    Assert.Throws<InvalidOperationException>(() => sub.Dispose(), "dispose inside a reader");
+                    Assert.Equal("one", S(span.ToArray()), "the borrowed bytes are intact");
+                }, TimeSpan.FromSeconds(1));
+                Assert.Bytes(B("two"), sub.Receive(TimeSpan.FromSeconds(1)), "the next message");
+                pub.Loan(3, span =>
+                {
+                    Assert.Throws<InvalidOperationException>(() => pub.Send(B("x")), "send inside a writer");
+                    Assert.Throws<InvalidOperationException>(() => pub.Dispose(), "dispose inside a writer");
+                    B("abc").AsSpan().CopyTo(span);
+                });
+                Assert.Bytes(B("abc"), sub.Receive(TimeSpan.FromSeconds(1)), "the loan was committed");
+                // Another thread's Dispose during a reader waits for the reader to return.
+                pub.Send(B("held"));
+                Thread disposer = null;
+                sub.ReceiveRef(span =>
+                {
+                    disposer = new Thread(() => sub.Dispose());
+                    disposer.Start();
+                    Thread.Sleep(50);
+                    Assert.Equal("held", S(span.ToArray()), "still mapped while the reader runs");
+                });
+                disposer.Join();
+                Assert.Throws<ObjectDisposedException>(() => sub.Receive(TimeSpan.Zero), "disposed afterwards");
+            }
+        }
+
+        [Test]
+        public static void TheEndOfTheStreamIsDisconnected()
+        {
+            var pub = new Publisher("end");
+            using (var sub = new Subscriber("end"))
+            {
+                pub.Send(B("last"));
+                pub.Dispose();
+                Assert.Bytes(B("last"), sub.Receive(TimeSpan.FromSeconds(1)), "drained first");
+                var e = Assert.Throws<ShmbusDisconnectedException>(() => sub.Receive(TimeSpan.FromSeconds(1)), "then the end");
+                Assert.Equal(Status.Disconnected, e.Status, "status");
+                byte[] m;
+                Assert.Throws<ShmbusDisconnectedException>(() => sub.TryReceive(out m), "TryReceive too");
+            }
+        }
+
+        [Test]
+        public static void APublisherTakesOverAPersistentChannel()
+        {
+            var opts = new ShmbusOptions { Persistent = true };
+            using (var first = new Publisher("takeover", options: opts)) first.Send(B("x"));
+            using (var second = Publisher.Open("takeover"))
+            using (var sub = new Subscriber("takeover"))
+            {
+                second.Send(B("from the second"));
+                Assert.Bytes(B("from the second"), sub.Receive(TimeSpan.FromSeconds(1)), "the new publisher publishes");
+            }
+        }
+
+        [Test]
         public static void LossyLossesAreCountedExactly()
         {
             using (var pub = new Publisher("lossy", capacity: 1024))
@@ -318,7 +401,9 @@ namespace Shmbus.Tests
                 for (int i = 0; i < 100; i++) pub.Send(B("m" + i));
                 WaitUntil(() => { lock (got) return got.Count == 100; }, "100 messages");
                 Assert.Equal(string.Join(",", Enumerable.Range(0, 100).Select(i => "m" + i)), string.Join(",", got), "in order");
-                Assert.Throws<InvalidOperationException>(() => sub.Receive(TimeSpan.Zero), "receiving beside the event");
+                var beside = Assert.Throws<InvalidOperationException>(() => sub.Receive(TimeSpan.Zero), "receiving beside the event");
+                Assert.True(!(beside is ObjectDisposedException), "says why, not 'disposed': " + beside.Message);
+                Assert.Throws<InvalidOperationException>(() => { var alive = sub.PublisherAlive; }, "PublisherAlive beside the event");
                 var sw = Stopwatch.StartNew();
                 sub.Dispose();
                 Assert.True(sw.ElapsedMilliseconds < 500, "Dispose took " + sw.ElapsedMilliseconds + " ms");
@@ -470,6 +555,8 @@ namespace Shmbus.Tests
                     server.Reply(req.RequestId, B("re: " + S(req.Data)));
                     var plain = server.Receive(TimeSpan.FromSeconds(10));
                     server.Send(B(S(plain.Data) + " back"));
+                    var bigReq = server.Receive(TimeSpan.FromSeconds(10));
+                    server.Reply(bigReq.RequestId, bigReq.Data);
                 });
                 t.Start();
                 using (var client = Duplex.Connect("link"))
@@ -479,6 +566,11 @@ namespace Shmbus.Tests
                     var back = client.Receive(TimeSpan.FromSeconds(10));
                     Assert.Equal("note back", S(back.Data), "plain message");
                     Assert.Equal(0UL, back.RequestId, "no reply wanted");
+                    var big = new byte[10000];
+                    big[9999] = 7;
+                    var echoed = client.Request(big, TimeSpan.FromSeconds(10));
+                    Assert.Equal(10000, echoed.Length, "a reply larger than the first buffer");
+                    Assert.Equal((byte)7, echoed[9999], "its last byte");
                 }
                 t.Join();
             }
@@ -658,8 +750,6 @@ namespace Shmbus.Tests
             Cycle(100);
             int fds = OpenFds(), maps = ShmbusMappings();
             Cycle(10000);
-            GC.Collect();
-            GC.WaitForPendingFinalizers();
             // The runtime may close descriptors of its own meanwhile; ours must all be gone.
             Assert.True(OpenFds() <= fds, "open file descriptors: " + fds + " before, " + OpenFds() + " after");
             Assert.Equal(maps, ShmbusMappings(), "shmbus mappings");
@@ -672,6 +762,16 @@ namespace Shmbus.Tests
                 using (var shm = new SharedMemory("cycle", 64)) shm.Write(B("x"));
                 using (var pub = new Publisher("cyclech", capacity: 4096)) using (var sub = new Subscriber("cyclech")) pub.Send(B("y"));
                 using (var e = NamedEvent.Create("cycleev")) e.Set();
+                using (var s = Segment.Create("cycleseg", 64)) s.OpenStream().WriteByte(1);
+                if (i % 100 == 0)
+                {
+                    // Disposal really closes: the names are gone at once (not at some GC).
+                    Assert.Throws<ShmbusNotFoundException>(() => Blackboard.Open("cycle"), "blackboard removed by Dispose");
+                    Assert.Throws<ShmbusNotFoundException>(() => new Subscriber("cyclech"), "channel removed by Dispose");
+                    // Handlers and duplex links too (threads and two channels each).
+                    using (var shm = new SharedMemory("cyclehandler", 64)) shm.ReceiveHandler += v => { };
+                    using (var server = Duplex.Listen("cyclelink")) using (var client = Duplex.Connect("cyclelink")) client.Send(B("z"));
+                }
             }
         }
     }
