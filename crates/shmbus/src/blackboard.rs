@@ -30,11 +30,6 @@ pub(crate) const DATA: usize = HEADER_SIZE + 256;
 /// How long `write` waits for another live writer before it reports [`Error::Busy`].
 const WRITE_PATIENCE: Duration = Duration::from_secs(1);
 
-/// Bytes a blackboard of `capacity` needs after the header.
-pub(crate) const fn layout_size(capacity: u64) -> u64 {
-    256 + capacity.div_ceil(8) * 8
-}
-
 /// A named latest-value buffer: writers replace the value, readers get the newest one whole.
 ///
 /// This is the original design's shared buffer done right: a seqlock keeps readers from ever

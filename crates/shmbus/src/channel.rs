@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::handler::{call_handler, HandlerGuard, HandlerStats, Stopper};
+use crate::handler::{call_handler, HandlerGuard, HandlerStats};
 use crate::header::{Kind, HEADER_SIZE};
 use crate::liveness::{claim_slot, slot_alive};
 use crate::options::Options;
@@ -32,6 +32,7 @@ use crate::ring::{self, Next, PubState, Reserved, Ring, RingControl, SubSlot, Su
 use crate::segment::{Segment, Spec};
 use crate::sync::{fence, AtomicU64, Ordering::*};
 use crate::sys;
+use crate::wait::Stopper;
 use crate::wait::{futex_wait, spin_until, Deadline};
 
 pub(crate) const CONTROL: usize = HEADER_SIZE;
@@ -42,8 +43,6 @@ pub(crate) const PUBLISHER_BYTE: u64 = 1 << 41;
 pub(crate) const SUBSCRIBER_BYTES: u64 = (1 << 41) + 1;
 /// How often blocked parties check on each other's liveness.
 pub(crate) const LIVENESS_PERIOD: Duration = Duration::from_millis(20);
-pub(crate) const MAX_SLOTS: u32 = 1024;
-pub(crate) const MIN_CAPACITY: u64 = 64;
 
 /// Whether a slow subscriber loses messages or holds the publisher back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -129,50 +128,9 @@ impl ChannelConfig {
             max_message: u32::try_from(self.max_message).unwrap_or(u32::MAX),
             max_slots: u32::try_from(self.max_subscribers).unwrap_or(u32::MAX),
         };
-        check_spec(&spec).map_err(|reason| Error::InvalidConfig { reason })?;
+        crate::layout::check_channel(&spec).map_err(|reason| Error::InvalidConfig { reason })?;
         Ok(spec)
     }
-}
-
-fn check_spec(spec: &Spec) -> std::result::Result<(), String> {
-    let cap = spec.capacity;
-    if !cap.is_power_of_two() || !(MIN_CAPACITY..=crate::segment::MAX_CAPACITY).contains(&cap) {
-        return Err(format!(
-            "capacity {cap} is not a power of two between 64 and 2^40"
-        ));
-    }
-    if spec.max_message == 0 {
-        return Err("max_message is 0: a channel must carry messages of at least 1 byte".into());
-    }
-    if u64::from(spec.max_message) > ring::max_message_for(cap) {
-        return Err(format!(
-            "max_message {} exceeds {} (half the capacity, less 16)",
-            spec.max_message,
-            ring::max_message_for(cap)
-        ));
-    }
-    if spec.max_slots == 0 || spec.max_slots > MAX_SLOTS {
-        return Err(format!(
-            "max_subscribers {} is not within 1..=1024",
-            spec.max_slots
-        ));
-    }
-    if spec.flags > 1 {
-        return Err(format!("unknown mode {}", spec.flags));
-    }
-    Ok(())
-}
-
-/// Bytes a channel needs after the header, or why its header is impossible.
-pub(crate) fn layout_size(f: &crate::header::HeaderFields) -> std::result::Result<u64, String> {
-    let spec = Spec {
-        capacity: f.capacity,
-        flags: f.kind_flags(),
-        max_message: f.max_message,
-        max_slots: f.max_slots,
-    };
-    check_spec(&spec)?;
-    Ok(384 + 128 * u64::from(f.max_slots) + f.capacity)
 }
 
 /// A mapped channel and its validated shape.

@@ -3,7 +3,7 @@
 use std::io;
 use std::time::Duration;
 
-use crate::header::Kind;
+use crate::kind::Kind;
 
 /// Shorthand for `Result<T, shmbus::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -37,7 +37,8 @@ use crate::error::{Error, Result};
 use crate::header::{Kind, HEADER_SIZE};
 use crate::options::Options;
 use crate::padded::Padded;
-use crate::segment::{Segment, SharedSafe, Spec};
+use crate::segment::{Segment, Spec};
+use crate::shared_bytes::SharedSafe;
 use crate::sync::{AtomicU32, Ordering::*};
 use crate::wait::{futex_wait, futex_wake, spin_until, Deadline};
 
@@ -95,11 +96,6 @@ const _: () = {
     assert!(std::mem::size_of::<EventState>() == 256);
     assert!(std::mem::offset_of!(EventState, waiters) == 128);
 };
-
-/// Bytes an event needs after the header.
-pub(crate) const fn layout_size() -> u64 {
-    256
-}
 
 impl EventState {
     pub(crate) fn set(&self, mode: EventMode) {

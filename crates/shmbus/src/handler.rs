@@ -3,12 +3,13 @@
 
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crate::error::{Error, Result};
 use crate::sys::HandleOwner;
+use crate::wait::Stopper;
 
 /// One update handed to a receive handler.
 #[derive(Debug, Clone, Copy)]
@@ -29,35 +30,6 @@ pub struct HandlerStats {
     pub delivered: u64,
     /// Versions skipped in total.
     pub skipped: u64,
-}
-
-/// How the guard tells the handler thread to stop, without a lost wake-up.
-///
-/// The thread sets `waiting` before it checks `stop` and sleeps; the guard sets `stop`, then
-/// looks at `waiting`. Both with `SeqCst`: if the guard sees `waiting == false`, the thread
-/// will see `stop` before its next sleep, so a plain `join` suffices; if it sees `true`, it
-/// wakes the sleep until the thread has left it.
-#[derive(Debug, Default)]
-pub(crate) struct Stopper {
-    stop: AtomicBool,
-    waiting: AtomicBool,
-}
-
-impl Stopper {
-    /// Called by the thread just before it sleeps; `true` means stop instead.
-    pub(crate) fn enter_wait(&self) -> bool {
-        self.waiting.store(true, SeqCst);
-        if self.stop.load(SeqCst) {
-            self.waiting.store(false, SeqCst);
-            return true;
-        }
-        false
-    }
-
-    /// Called by the thread after its sleep.
-    pub(crate) fn leave_wait(&self) {
-        self.waiting.store(false, SeqCst);
-    }
 }
 
 /// Keeps a receive handler running; dropping it stops the thread and joins it.
@@ -137,8 +109,8 @@ impl HandlerGuard {
         let Some(thread) = self.thread.take() else {
             return Ok(HandlerStats::default());
         };
-        self.stopper.stop.store(true, SeqCst);
-        while self.stopper.waiting.load(SeqCst) && !thread.is_finished() {
+        self.stopper.request_stop();
+        while self.stopper.waiting() && !thread.is_finished() {
             (self.wake)();
             std::thread::yield_now();
         }

@@ -25,7 +25,7 @@
 //! volatile copy, into a private [`HeaderFields`], and validated there: the mapping is shared
 //! with processes we do not control, so nothing in it is trusted.
 
-use std::fmt;
+pub use crate::kind::Kind;
 
 use crate::error::{Error, Result};
 use crate::sync::AtomicU32;
@@ -43,57 +43,6 @@ pub const LAYOUT_VERSION: u32 = 1;
 pub(crate) const READY: u32 = 0x5245_4459; // "READ" "Y"
 /// Size of the header; the kind's own state starts here.
 pub(crate) const HEADER_SIZE: usize = 128;
-
-/// What a shmbus object is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Kind {
-    /// A plain block of bytes ([`crate::Segment`]).
-    Segment,
-    /// A cross-process event ([`crate::Event`]).
-    Event,
-    /// A latest-value blackboard ([`crate::Blackboard`]).
-    Blackboard,
-    /// A broadcast channel ([`crate::Publisher`], [`crate::Subscriber`]).
-    Channel,
-}
-
-impl Kind {
-    pub(crate) const fn to_raw(self) -> u32 {
-        match self {
-            Kind::Segment => 1,
-            Kind::Event => 2,
-            Kind::Blackboard => 3,
-            Kind::Channel => 4,
-        }
-    }
-
-    pub(crate) fn from_raw(raw: u32) -> Option<Kind> {
-        match raw {
-            1 => Some(Kind::Segment),
-            2 => Some(Kind::Event),
-            3 => Some(Kind::Blackboard),
-            4 => Some(Kind::Channel),
-            _ => None,
-        }
-    }
-
-    /// The lower-case name `ls` and `info` print.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Segment => "segment",
-            Kind::Event => "event",
-            Kind::Blackboard => "blackboard",
-            Kind::Channel => "channel",
-        }
-    }
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// The plain fields of the header (offsets 0..64), as written by the creator.
 #[repr(C)]

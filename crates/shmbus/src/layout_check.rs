@@ -16,17 +16,17 @@ use std::mem::{align_of, offset_of, size_of};
 
 use crate::blackboard;
 use crate::channel::{LIVENESS_PERIOD, PUBLISHER_BYTE, SUBSCRIBER_BYTES};
-use crate::event::{self, EventMode, EventState};
+use crate::event::{EventMode, EventState};
 use crate::header::{
     HeaderFields, Kind, RawHeader, HEADER_SIZE, LAYOUT_VERSION, MAGIC, PERSISTENT, READY,
 };
+use crate::layout::MAX_CAPACITY;
 use crate::liveness::{WRITER_SLOTS, WRITER_SLOTS_BASE};
 use crate::name::{NAMESPACE_ENV, PREFIX};
 use crate::padded::Padded;
 use crate::ring::{
     PubWait, PubWords, RingControl, SubSlot, CLOSED, OPEN, RECORD_HEADER, SLOT_ACTIVE,
 };
-use crate::segment::MAX_CAPACITY;
 use crate::seqlock::{BoardControl, WriterWords};
 use crate::sync::{AtomicU32, AtomicU64};
 use crate::sys::SHM_DIR;
@@ -100,7 +100,7 @@ const _: () = {
     assert!(offset_of!(EventState, state) == 0);
     assert!(offset_of!(EventState, waiters) == 128);
     assert!(size_of::<EventState>() == 256);
-    assert!(event::layout_size() == 256);
+    assert!(crate::layout::EVENT_SIZE == 256);
     assert!(EventMode::ManualReset.to_flags() == 0);
     assert!(EventMode::AutoReset.to_flags() == 1);
 };
@@ -119,10 +119,10 @@ const _: () = {
     assert!(size_of::<BoardControl>() == 256);
     assert!(blackboard::CONTROL + size_of::<BoardControl>() == blackboard::DATA);
     // 256 bytes of control words, then the data rounded up to whole 8-byte words.
-    assert!(blackboard::layout_size(0) == 256);
-    assert!(blackboard::layout_size(1) == 264);
-    assert!(blackboard::layout_size(8) == 264);
-    assert!(blackboard::layout_size(9) == 272);
+    assert!(crate::layout::blackboard_size(0) == 256);
+    assert!(crate::layout::blackboard_size(1) == 264);
+    assert!(crate::layout::blackboard_size(8) == 264);
+    assert!(crate::layout::blackboard_size(9) == 272);
     // Writer lock bytes.
     assert!(WRITER_SLOTS_BASE == 1 << 40);
     assert!(WRITER_SLOTS == 4096);
@@ -169,6 +169,6 @@ const _: () = {
     assert!(crate::ring::MAX_POSITION == 1 << 62);
     assert!(crate::ring::MAX_JUMPS == 1 << 16);
     assert!(crate::channel::CONTROL == 128 && crate::channel::SLOTS == 512);
-    assert!(crate::channel::MAX_SLOTS == 1024 && crate::channel::MIN_CAPACITY == 64);
+    assert!(crate::layout::MAX_SLOTS == 1024 && crate::layout::MIN_CAPACITY == 64);
     assert!(crate::duplex::REPLY == 1 << 63);
 };

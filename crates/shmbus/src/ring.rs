@@ -63,7 +63,7 @@
 //! to a weaker memory model would cost latency, never a hang).
 
 use crate::padded::Padded;
-use crate::segment::SharedSafe;
+use crate::shared_bytes::SharedSafe;
 use crate::shared_bytes::{load_bytes, store_bytes};
 use crate::sync::{fence, AtomicU32, AtomicU64, Ordering::*};
 use crate::wait::futex_wake;

@@ -19,58 +19,22 @@ use crate::options::{Options, Owners};
 use crate::sync::{AtomicU8, Ordering};
 use crate::sys::{self, FileStat, FileType, HandleOwner, Mapping, ObjectFd};
 
-/// Largest data size any object may declare (1 TiB): keeps every offset computation far from
-/// overflow whatever a header claims.
-pub(crate) const MAX_CAPACITY: u64 = 1 << 40;
-
 /// How much of an object a read-only inspection copies: the header and every kind's control
 /// words (a channel's 1024 subscriber slots take 128 KiB), never the data.
 const SNAPSHOT_PREFIX: usize = 256 * 1024;
 
-/// What to create: the kind and its configuration, as the header records it.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Spec {
-    pub capacity: u64,
-    pub flags: u32,
-    pub max_message: u32,
-    pub max_slots: u32,
-}
-
-impl Spec {
-    /// A spec with only a capacity.
-    pub(crate) fn capacity(capacity: u64) -> Spec {
-        Spec {
-            capacity,
-            ..Spec::default()
-        }
-    }
-}
-
-/// Types that may be viewed in a shared mapping.
-///
-/// # Safety
-/// Implementors are `#[repr(C)]` (or primitive), valid for every bit pattern (another process
-/// may write anything), contain no pointers, and allow shared mutation only through atomics.
-pub(crate) unsafe trait SharedSafe: Sync {}
-// SAFETY: atomics are valid for any bit pattern and mutable through `&`.
-unsafe impl SharedSafe for AtomicU8 {}
-// SAFETY: as above.
-unsafe impl SharedSafe for crate::sync::AtomicU32 {}
-// SAFETY: as above.
-unsafe impl SharedSafe for crate::sync::AtomicU64 {}
+pub(crate) use crate::layout::Spec;
+pub(crate) use crate::shared_bytes::SharedSafe;
 
 /// How big an object of `kind` with the header's capacity must be, or why it cannot exist.
 pub(crate) fn layout_size(kind: Kind, fields: &HeaderFields) -> std::result::Result<u64, String> {
-    if fields.capacity > MAX_CAPACITY {
-        return Err(format!("capacity {} is larger than 1 TiB", fields.capacity));
-    }
-    let state = match kind {
-        Kind::Segment => fields.capacity,
-        Kind::Event => crate::event::layout_size(),
-        Kind::Blackboard => crate::blackboard::layout_size(fields.capacity),
-        Kind::Channel => crate::channel::layout_size(fields)?,
+    let spec = Spec {
+        capacity: fields.capacity,
+        flags: fields.kind_flags(),
+        max_message: fields.max_message,
+        max_slots: fields.max_slots,
     };
-    Ok(HEADER_SIZE as u64 + state)
+    Ok(HEADER_SIZE as u64 + crate::layout::state_size(kind, &spec)?)
 }
 
 /// A named shared-memory object holding a plain block of bytes.

@@ -121,3 +121,20 @@ mod tests {
         );
     }
 }
+
+/// Types that may be viewed in a shared mapping.
+///
+/// # Safety
+/// Implementors are `#[repr(C)]` (or primitive), valid for every bit pattern (another process
+/// may write anything), contain no pointers, and allow shared mutation only through atomics.
+#[allow(unsafe_code)]
+pub(crate) unsafe trait SharedSafe: Sync {}
+// SAFETY: atomics are valid for any bit pattern and mutable through `&`.
+#[allow(unsafe_code)]
+unsafe impl SharedSafe for crate::sync::AtomicU8 {}
+// SAFETY: as above.
+#[allow(unsafe_code)]
+unsafe impl SharedSafe for crate::sync::AtomicU32 {}
+// SAFETY: as above.
+#[allow(unsafe_code)]
+unsafe impl SharedSafe for crate::sync::AtomicU64 {}

@@ -6,6 +6,7 @@
 //! contract: the value check and the sleep are atomic with respect to a wake.
 
 use crate::sync::AtomicU32;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 /// When a blocking call gives up. `None` waits forever.
@@ -102,4 +103,44 @@ pub(crate) fn spin_until(budget: Duration, mut ready: impl FnMut() -> bool) -> b
 #[cfg(loom)]
 pub(crate) fn spin_until(_budget: Duration, mut ready: impl FnMut() -> bool) -> bool {
     ready()
+}
+
+/// How the guard tells the handler thread to stop, without a lost wake-up.
+///
+/// The thread sets `waiting` before it checks `stop` and sleeps; the guard sets `stop`, then
+/// looks at `waiting`. Both with `SeqCst`: if the guard sees `waiting == false`, the thread
+/// will see `stop` before its next sleep, so a plain `join` suffices; if it sees `true`, it
+/// wakes the sleep until the thread has left it.
+#[derive(Debug, Default)]
+pub(crate) struct Stopper {
+    stop: AtomicBool,
+    waiting: AtomicBool,
+}
+
+impl Stopper {
+    /// Called by the thread just before it sleeps; `true` means stop instead.
+    pub(crate) fn enter_wait(&self) -> bool {
+        self.waiting.store(true, SeqCst);
+        if self.stop.load(SeqCst) {
+            self.waiting.store(false, SeqCst);
+            return true;
+        }
+        false
+    }
+
+    /// Called by the thread after its sleep.
+    pub(crate) fn leave_wait(&self) {
+        self.waiting.store(false, SeqCst);
+    }
+
+    /// Called by the guard: the thread stops at its next wait (or leaves the current one
+    /// once woken).
+    pub(crate) fn request_stop(&self) {
+        self.stop.store(true, SeqCst);
+    }
+
+    /// Whether the thread is inside (or entering) a sleep.
+    pub(crate) fn waiting(&self) -> bool {
+        self.waiting.load(SeqCst)
+    }
 }

@@ -1,0 +1,90 @@
+//! Each kind's size after the header, and the checks on a channel's shape: what `segment`
+//! needs to create and validate any object without naming an object type. Pure arithmetic.
+
+use crate::kind::Kind;
+
+/// Largest data size any object may declare (1 TiB): keeps every offset computation far from
+/// overflow whatever a header claims.
+pub(crate) const MAX_CAPACITY: u64 = 1 << 40;
+
+/// Most subscriber slots a channel may have.
+pub(crate) const MAX_SLOTS: u32 = 1024;
+
+/// Smallest channel ring, in bytes.
+pub(crate) const MIN_CAPACITY: u64 = 64;
+
+/// What to create: the kind and its configuration, as the header records it.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Spec {
+    pub capacity: u64,
+    pub flags: u32,
+    pub max_message: u32,
+    pub max_slots: u32,
+}
+
+impl Spec {
+    /// A spec with only a capacity.
+    pub(crate) fn capacity(capacity: u64) -> Spec {
+        Spec {
+            capacity,
+            ..Spec::default()
+        }
+    }
+}
+
+/// Bytes an event needs after the header.
+pub(crate) const EVENT_SIZE: u64 = 256;
+
+/// Bytes a blackboard of `capacity` needs after the header.
+pub(crate) const fn blackboard_size(capacity: u64) -> u64 {
+    256 + capacity.div_ceil(8) * 8
+}
+
+/// Bytes a channel of this shape needs after the header, or why it cannot exist.
+pub(crate) fn channel_size(spec: &Spec) -> Result<u64, String> {
+    check_channel(spec)?;
+    Ok(384 + 128 * u64::from(spec.max_slots) + spec.capacity)
+}
+
+/// Bytes an object of `kind` and shape `spec` needs after the header, or why it cannot exist.
+pub(crate) fn state_size(kind: Kind, spec: &Spec) -> Result<u64, String> {
+    if spec.capacity > MAX_CAPACITY {
+        return Err(format!("capacity {} is larger than 1 TiB", spec.capacity));
+    }
+    Ok(match kind {
+        Kind::Segment => spec.capacity,
+        Kind::Event => EVENT_SIZE,
+        Kind::Blackboard => blackboard_size(spec.capacity),
+        Kind::Channel => channel_size(spec)?,
+    })
+}
+
+/// Why a channel of this shape cannot exist, if it cannot.
+pub(crate) fn check_channel(spec: &Spec) -> std::result::Result<(), String> {
+    let cap = spec.capacity;
+    if !cap.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&cap) {
+        return Err(format!(
+            "capacity {cap} is not a power of two between 64 and 2^40"
+        ));
+    }
+    if spec.max_message == 0 {
+        return Err("max_message is 0: a channel must carry messages of at least 1 byte".into());
+    }
+    if u64::from(spec.max_message) > crate::ring::max_message_for(cap) {
+        return Err(format!(
+            "max_message {} exceeds {} (half the capacity, less 16)",
+            spec.max_message,
+            crate::ring::max_message_for(cap)
+        ));
+    }
+    if spec.max_slots == 0 || spec.max_slots > MAX_SLOTS {
+        return Err(format!(
+            "max_subscribers {} is not within 1..=1024",
+            spec.max_slots
+        ));
+    }
+    if spec.flags > 1 {
+        return Err(format!("unknown mode {}", spec.flags));
+    }
+    Ok(())
+}
