@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use parking_lot::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
@@ -13,7 +13,7 @@ use shmbus::{Blackboard, Event, EventMode};
 use crate::channel::lock;
 use crate::errors::{closed, IntoPy};
 use crate::handler::HandlerGuard;
-use crate::opts::{deadline, duration, slice, OptionArgs};
+use crate::opts::{duration, Attempt, OptionArgs};
 use crate::pybuf::Input;
 
 /// Waits in slices until `attempt(slice)` gives a value or `timeout` passes (`None` then),
@@ -25,20 +25,13 @@ fn wait_value<T: Send>(
     closed_now: impl Fn(Python<'_>) -> Option<String>,
     mut attempt: impl FnMut(Duration) -> shmbus::Result<Option<T>> + Send,
 ) -> PyResult<Option<T>> {
-    let until = deadline(timeout);
-    loop {
-        let s = slice(until);
-        if let Some(v) = py.detach(|| attempt(s)).py(py)? {
-            return Ok(Some(v));
-        }
-        py.check_signals()?;
-        if let Some(what) = closed_now(py) {
+    crate::opts::sliced(py, timeout, |a, until| {
+        if let (Attempt::For(_), Some(what)) = (a, closed_now(py)) {
             return Err(closed(py, &what));
         }
-        if until.is_some_and(|d| Instant::now() >= d) {
-            return Ok(None);
-        }
-    }
+        let s = a.or_slice(until);
+        py.detach(|| attempt(s)).py(py)
+    })
 }
 
 /// The latest value of something: one writer at a time, any number of readers, never a torn
@@ -122,15 +115,7 @@ impl PyBlackboard {
         require_owner: Option<u32>,
         spin: Option<f64>,
     ) -> PyResult<Self> {
-        let o = OptionArgs {
-            namespace,
-            permissions: None,
-            persistent: false,
-            allow_owner,
-            require_owner,
-            spin,
-        }
-        .build()?;
+        let o = OptionArgs::opening(namespace, allow_owner, require_owner, spin).build()?;
         let b = crate::opts::open_retry(py, open_timeout, || Blackboard::open_with(name, &o))?;
         Ok(Self::wrap(b))
     }
@@ -342,15 +327,7 @@ impl PyEvent {
         require_owner: Option<u32>,
         spin: Option<f64>,
     ) -> PyResult<Self> {
-        let o = OptionArgs {
-            namespace,
-            permissions: None,
-            persistent: false,
-            allow_owner,
-            require_owner,
-            spin,
-        }
-        .build()?;
+        let o = OptionArgs::opening(namespace, allow_owner, require_owner, spin).build()?;
         let e = crate::opts::open_retry(py, open_timeout, || Event::open_with(name, &o))?;
         Ok(Self::wrap(e))
     }

@@ -23,7 +23,24 @@ pub struct OptionArgs<'a, 'py> {
     pub spin: Option<f64>,
 }
 
-impl OptionArgs<'_, '_> {
+impl<'a, 'py> OptionArgs<'a, 'py> {
+    /// The options of a call that only opens (no permissions, not persistent).
+    pub fn opening(
+        namespace: Option<&'a str>,
+        allow_owner: Option<&'a Bound<'py, PyAny>>,
+        require_owner: Option<u32>,
+        spin: Option<f64>,
+    ) -> Self {
+        OptionArgs {
+            namespace,
+            permissions: None,
+            persistent: false,
+            allow_owner,
+            require_owner,
+            spin,
+        }
+    }
+
     pub fn build(&self) -> PyResult<shmbus::Options> {
         let mut o = shmbus::Options::new().persistent(self.persistent);
         // Unset: `$SHMBUS_NAMESPACE` (as the Rust API's default).
@@ -106,29 +123,65 @@ impl From<shmbus::Error> for WaitErr {
     }
 }
 
+/// What one attempt of a wait may wait for.
+#[derive(Clone, Copy)]
+pub enum Attempt {
+    /// Nothing: take what is there (the first attempt, still attached).
+    Now,
+    /// At most this long (a slice: detach while waiting).
+    For(Duration),
+}
+
+impl Attempt {
+    /// How long this attempt may wait when it waits anyway (the first one: one slice).
+    pub fn or_slice(self, until: Option<Instant>) -> Duration {
+        match self {
+            Attempt::Now => slice(until),
+            Attempt::For(s) => s,
+        }
+    }
+}
+
+/// The one shape of every wait: `step(attempt, until)`, first with [`Attempt::Now`], then
+/// with slices of at most [`SLICE`], looking at signals between attempts (so Ctrl-C
+/// interrupts it). `Ok(None)` once `until` passes with nothing.
+pub fn sliced<T>(
+    py: Python<'_>,
+    timeout: Option<Duration>,
+    mut step: impl FnMut(Attempt, Option<Instant>) -> PyResult<Option<T>>,
+) -> PyResult<Option<T>> {
+    let until = deadline(timeout);
+    let mut attempt = Attempt::Now;
+    loop {
+        if let Some(v) = step(attempt, until)? {
+            return Ok(Some(v));
+        }
+        py.check_signals()?;
+        if until.is_some_and(|d| Instant::now() >= d) {
+            return Ok(None);
+        }
+        attempt = Attempt::For(slice(until));
+    }
+}
+
 /// Runs `attempt(slice)` detached from the interpreter, again and again while it times out
-/// and `deadline` is ahead, looking at signals between slices (so Ctrl-C interrupts it).
-/// `Timeout` once the deadline passes.
+/// and the timeout is ahead ([`sliced`]). `Timeout` once it passes.
 pub fn blocking<T, F>(py: Python<'_>, timeout: Option<Duration>, mut attempt: F) -> PyResult<T>
 where
     F: FnMut(Duration) -> Result<T, WaitErr> + Send,
     T: Send,
 {
-    let deadline = deadline(timeout);
-    loop {
-        let s = slice(deadline);
+    let r = sliced(py, timeout, |a, until| {
+        let s = a.or_slice(until);
         match py.detach(|| attempt(s)) {
-            Err(WaitErr::Lib(shmbus::Error::Timeout)) => {}
-            Ok(v) => return Ok(v),
-            Err(WaitErr::Lib(e)) => return Err(to_py(py, e)),
-            Err(WaitErr::Closed(what)) => return Err(crate::errors::closed(py, &what)),
-            Err(WaitErr::Buffer(why)) => return Err(pyo3::exceptions::PyBufferError::new_err(why)),
+            Err(WaitErr::Lib(shmbus::Error::Timeout)) => Ok(None),
+            Ok(v) => Ok(Some(v)),
+            Err(WaitErr::Lib(e)) => Err(to_py(py, e)),
+            Err(WaitErr::Closed(what)) => Err(crate::errors::closed(py, &what)),
+            Err(WaitErr::Buffer(why)) => Err(pyo3::exceptions::PyBufferError::new_err(why)),
         }
-        py.check_signals()?;
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            return Err(to_py(py, shmbus::Error::Timeout));
-        }
-    }
+    })?;
+    r.ok_or_else(|| to_py(py, shmbus::Error::Timeout))
 }
 
 /// How often an open that waits for its object to appear looks again. (A notification

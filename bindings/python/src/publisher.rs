@@ -14,7 +14,7 @@ use shmbus::{ChannelConfig, Error, Publisher};
 
 use crate::channel::{lock, lock_detached, lock_until, mode_name, parse_mode, release_view, Facts};
 use crate::errors::{closed, to_py, IntoPy};
-use crate::opts::{deadline, duration, slice, OptionArgs, WaitErr};
+use crate::opts::{deadline, duration, Attempt, OptionArgs, WaitErr};
 use crate::pybuf::{lend, Input, LendState};
 
 /// The one writer of a broadcast channel.
@@ -209,14 +209,7 @@ impl PyPublisher {
         require_owner: Option<u32>,
         spin: Option<f64>,
     ) -> PyResult<Self> {
-        let opts = OptionArgs {
-            namespace,
-            permissions: None,
-            persistent: false,
-            allow_owner,
-            require_owner,
-            spin,
-        };
+        let opts = OptionArgs::opening(namespace, allow_owner, require_owner, spin);
         make_publisher(
             name,
             Some(false),
@@ -390,52 +383,43 @@ impl PyPublisher {
         let py = slf.py();
         let me = slf.get();
         let timeout = duration(timeout, "timeout")?;
-        let until = deadline(timeout);
-        let mut first = true;
-        loop {
+        let loan = crate::opts::sliced(py, timeout, |attempt, until| {
             let Some(mut g) = lock_until(py, &me.state, until) else {
                 return Err(to_py(py, Error::Timeout));
             };
             g.no_open_loan(py)?;
             let p = g.publisher(py, &me.facts)?;
-            let r = if first {
-                p.hold_loan(size, Some(Duration::ZERO))
-                    .map(|b| (b.as_mut_ptr() as usize, b.len()))
-            } else {
-                let s = slice(until);
-                py.detach(|| {
+            let r = match attempt {
+                Attempt::Now => p
+                    .hold_loan(size, Some(Duration::ZERO))
+                    .map(|b| (b.as_mut_ptr() as usize, b.len())),
+                Attempt::For(s) => py.detach(|| {
                     p.hold_loan(size, Some(s))
                         .map(|b| (b.as_mut_ptr() as usize, b.len()))
-                })
+                }),
             };
-            match r {
-                Ok((ptr, len)) => {
-                    let ptr = NonNull::new(ptr as *mut u8).unwrap_or(NonNull::dangling());
-                    // SAFETY: the held loan's bytes stay in the mapping, written only through
-                    // this view, until `end_loan` (which first makes sure no view is left)
-                    // or a drop that parks the publisher in the lend state.
-                    #[allow(unsafe_code)]
-                    let (view, lend) = unsafe { lend(py, ptr, len, true)? };
-                    let id = g.next_loan;
-                    g.next_loan += 1;
-                    g.loan = Some(LoanRecord { id, lend });
-                    return Ok(Loan {
-                        publisher: slf.clone().unbind(),
-                        view: view.unbind(),
-                        id,
-                        len,
-                    });
-                }
-                Err(Error::Full | Error::Timeout) => {}
+            let (ptr, len) = match r {
+                Ok(got) => got,
+                Err(Error::Full | Error::Timeout) => return Ok(None),
                 Err(e) => return Err(to_py(py, e)),
-            }
-            drop(g);
-            first = false;
-            py.check_signals()?;
-            if until.is_some_and(|d| Instant::now() >= d) {
-                return Err(to_py(py, Error::Timeout));
-            }
-        }
+            };
+            let ptr = NonNull::new(ptr as *mut u8).unwrap_or(NonNull::dangling());
+            // SAFETY: the held loan's bytes stay in the mapping, written only through
+            // this view, until `end_loan` (which first makes sure no view is left)
+            // or a drop that parks the publisher in the lend state.
+            #[allow(unsafe_code)]
+            let (view, lend) = unsafe { lend(py, ptr, len, true)? };
+            let id = g.next_loan;
+            g.next_loan += 1;
+            g.loan = Some(LoanRecord { id, lend });
+            Ok(Some(Loan {
+                publisher: slf.clone().unbind(),
+                view: view.unbind(),
+                id,
+                len,
+            }))
+        })?;
+        loan.ok_or_else(|| to_py(py, Error::Timeout))
     }
 
     /// Waits until at least ``count`` subscribers are attached (``Timeout`` after

@@ -5,7 +5,7 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
@@ -15,7 +15,7 @@ use shmbus::{Error, Mode, Subscriber};
 use crate::channel::{lock, lock_until, mode_name, release_view, Facts};
 use crate::errors::{closed, to_py};
 use crate::handler::HandlerGuard;
-use crate::opts::{deadline, duration, slice, OptionArgs};
+use crate::opts::{duration, Attempt, OptionArgs};
 use crate::pybuf::{lend, LendState, Output};
 
 /// One reader of a broadcast channel; every subscriber gets every message.
@@ -43,15 +43,6 @@ pub(crate) struct BorrowRecord {
     id: u64,
     view: Py<PyAny>,
     lend: Arc<LendState>,
-}
-
-/// What one receive attempt waits for.
-#[derive(Clone, Copy)]
-enum Attempt {
-    /// Nothing: take what is there.
-    Now,
-    /// At most this, detached.
-    For(Duration),
 }
 
 impl SubState {
@@ -121,25 +112,15 @@ fn receive_loop<'py, T>(
     timeout: Option<Duration>,
     mut f: impl FnMut(&mut SubState, Attempt) -> PyResult<Option<T>>,
 ) -> PyResult<T> {
-    let until = deadline(timeout);
-    let mut attempt = Attempt::Now;
-    loop {
-        {
-            let Some(mut g) = lock_until(py, &me.state, until) else {
-                return Err(to_py(py, Error::Timeout));
-            };
-            g.settle_borrow(py)?;
-            g.sub(py, &me.facts)?;
-            if let Some(v) = f(&mut g, attempt)? {
-                return Ok(v);
-            }
-        }
-        py.check_signals()?;
-        if until.is_some_and(|d| Instant::now() >= d) {
+    let r = crate::opts::sliced(py, timeout, |attempt, until| {
+        let Some(mut g) = lock_until(py, &me.state, until) else {
             return Err(to_py(py, Error::Timeout));
-        }
-        attempt = Attempt::For(slice(until));
-    }
+        };
+        g.settle_borrow(py)?;
+        g.sub(py, &me.facts)?;
+        f(&mut g, attempt)
+    })?;
+    r.ok_or_else(|| to_py(py, Error::Timeout))
 }
 
 /// `Ok(None)` for "nothing yet", the value, or the error as a Python exception.
@@ -168,15 +149,7 @@ impl PySubscriber {
         require_owner: Option<u32>,
         spin: Option<f64>,
     ) -> PyResult<Self> {
-        let opts = OptionArgs {
-            namespace,
-            permissions: None,
-            persistent: false,
-            allow_owner,
-            require_owner,
-            spin,
-        }
-        .build()?;
+        let opts = OptionArgs::opening(namespace, allow_owner, require_owner, spin).build()?;
         let sub = crate::opts::open_retry(py, open_timeout, || {
             if from_oldest {
                 Subscriber::open_from_oldest(name, &opts)
