@@ -20,10 +20,10 @@ use crate::handler::{call_handler, HandlerGuard, HandlerStats, Update};
 use crate::header::{Kind, HEADER_SIZE};
 use crate::liveness::{claim_slot, slot_alive, WRITER_SLOTS, WRITER_SLOTS_BASE};
 use crate::options::Options;
+use crate::os::wait::Deadline;
 use crate::segment::{Segment, Spec};
 use crate::seqlock::{BoardControl, ReadError, Seqlock, WriteError};
 use crate::sync::AtomicU64;
-use crate::wait::Deadline;
 
 pub(crate) const CONTROL: usize = HEADER_SIZE;
 pub(crate) const DATA: usize = HEADER_SIZE + 256;

@@ -7,8 +7,8 @@ use crate::event::EventMode;
 use crate::header::Kind;
 use crate::name::{dir_prefix, Name};
 use crate::options::Options;
+use crate::os::sys;
 use crate::segment::Segment;
-use crate::sys;
 
 /// What an object is, who owns it, and (when it can be read) its live state.
 #[derive(Clone, Debug)]

@@ -28,12 +28,12 @@ use crate::handler::{call_handler, HandlerGuard, HandlerStats};
 use crate::header::{Kind, HEADER_SIZE};
 use crate::liveness::{claim_slot, slot_alive};
 use crate::options::Options;
+use crate::os::sys;
+use crate::os::wait::Stopper;
+use crate::os::wait::{futex_wait, spin_until, Deadline};
 use crate::ring::{self, Next, PubState, Reserved, Ring, RingControl, SubSlot, SubState};
 use crate::segment::{Segment, Spec};
 use crate::sync::{fence, AtomicU64, Ordering::*};
-use crate::sys;
-use crate::wait::Stopper;
-use crate::wait::{futex_wait, spin_until, Deadline};
 
 pub(crate) const CONTROL: usize = HEADER_SIZE;
 pub(crate) const SLOTS: usize = HEADER_SIZE + 384;
@@ -1107,7 +1107,7 @@ impl Subscriber {
             name,
             Box::new(move || {
                 let ctl = waker.seg.at::<RingControl>(CONTROL);
-                crate::wait::futex_wake(&ctl.publisher.notify, u32::MAX);
+                crate::os::wait::futex_wake(&ctl.publisher.notify, u32::MAX);
             }),
             move |stopper| {
                 let mut stats = HandlerStats::default();

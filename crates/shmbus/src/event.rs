@@ -36,11 +36,11 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::header::{Kind, HEADER_SIZE};
 use crate::options::Options;
+use crate::os::wait::{futex_wait, futex_wake, spin_until, Deadline};
 use crate::padded::Padded;
 use crate::segment::{Segment, Spec};
 use crate::shared_bytes::SharedSafe;
 use crate::sync::{AtomicU32, Ordering::*};
-use crate::wait::{futex_wait, futex_wake, spin_until, Deadline};
 
 /// How an [`Event`] behaves after it releases waiters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

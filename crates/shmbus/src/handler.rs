@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crate::error::{Error, Result};
-use crate::sys::HandleOwner;
-use crate::wait::Stopper;
+use crate::os::fork::HandleOwner;
+use crate::os::wait::Stopper;
 
 /// One update handed to a receive handler.
 #[derive(Debug, Clone, Copy)]
@@ -103,7 +103,7 @@ impl HandlerGuard {
             return Err(Error::ForeignProcess {
                 what: format!("the receive handler of {}", self.name),
                 owner: self.owner.pid(),
-                pid: crate::sys::current_pid(),
+                pid: crate::os::fork::current_pid(),
             });
         }
         let Some(thread) = self.thread.take() else {

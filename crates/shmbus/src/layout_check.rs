@@ -23,13 +23,13 @@ use crate::header::{
 use crate::layout::MAX_CAPACITY;
 use crate::liveness::{WRITER_SLOTS, WRITER_SLOTS_BASE};
 use crate::name::{NAMESPACE_ENV, PREFIX};
+use crate::os::sys::SHM_DIR;
 use crate::padded::Padded;
 use crate::ring::{
     PubWait, PubWords, RingControl, SubSlot, CLOSED, OPEN, RECORD_HEADER, SLOT_ACTIVE,
 };
 use crate::seqlock::{BoardControl, WriterWords};
 use crate::sync::{AtomicU32, AtomicU64};
-use crate::sys::SHM_DIR;
 
 /// `a == b` for string constants (`str` equality is not `const`).
 const fn same(a: &str, b: &str) -> bool {

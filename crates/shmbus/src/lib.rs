@@ -64,14 +64,13 @@ mod layout_check;
 mod liveness;
 mod name;
 mod options;
+mod os;
 mod padded;
 mod ring;
 mod segment;
 mod seqlock;
 mod shared_bytes;
 mod sync;
-mod sys;
-mod wait;
 
 pub use blackboard::Blackboard;
 pub use catalog::{gc, inspect, list, HeaderInfo, LiveState, ObjectInfo};

@@ -8,8 +8,8 @@
 //! heartbeat and no confusion from reused pids.
 
 use crate::error::Result;
+use crate::os::sys;
 use crate::segment::{os_error, Segment};
-use crate::sys;
 
 /// Where the blackboard writers' slots start in the lock space of the file.
 pub(crate) const WRITER_SLOTS_BASE: u64 = 1 << 40;

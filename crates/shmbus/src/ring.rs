@@ -2,7 +2,7 @@
 //!
 //! Pure protocol over a [`RingControl`], a table of [`SubSlot`]s and the ring's words,
 //! wherever they live (a shared mapping, or the heap under loom). No files, no syscalls but
-//! the futex calls of [`crate::wait`].
+//! the futex calls of [`crate::os::wait`].
 //!
 //! # Positions and records
 //!
@@ -62,11 +62,11 @@
 //! `pub_waiting`; the publisher also re-checks every few milliseconds, so even a wake-up lost
 //! to a weaker memory model would cost latency, never a hang).
 
+use crate::os::wait::futex_wake;
 use crate::padded::Padded;
 use crate::shared_bytes::SharedSafe;
 use crate::shared_bytes::{load_bytes, store_bytes};
 use crate::sync::{fence, AtomicU32, AtomicU64, Ordering::*};
-use crate::wait::futex_wake;
 
 /// Bytes of a record header.
 pub(crate) const RECORD_HEADER: u64 = 16;

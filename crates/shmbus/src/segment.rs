@@ -16,8 +16,9 @@ use crate::header::{
 };
 use crate::name::Name;
 use crate::options::{Options, Owners};
+use crate::os::fork::{self, HandleOwner, ObjectFd};
+use crate::os::sys::{self, FileStat, FileType, Mapping};
 use crate::sync::{AtomicU8, Ordering};
-use crate::sys::{self, FileStat, FileType, HandleOwner, Mapping, ObjectFd};
 
 /// How much of an object a read-only inspection copies: the header and every kind's control
 /// words (a channel's 1024 subscriber slots take 128 KiB), never the data.
@@ -452,7 +453,7 @@ impl Segment {
         Err(Error::ForeignProcess {
             what: what(),
             owner: self.owner.pid(),
-            pid: sys::current_pid(),
+            pid: fork::current_pid(),
         })
     }
 

@@ -1,7 +1,7 @@
 //! Sleeping on a 32-bit word in shared memory, and the deadlines around it.
 //!
 //! `futex_wait` / `futex_wake` are the only blocking primitives of the crate. Outside loom they
-//! are the shared (not `FUTEX_PRIVATE_FLAG`) futex calls made by [`crate::sys`]; under loom
+//! are the shared (not `FUTEX_PRIVATE_FLAG`) futex calls made by [`crate::os::sys`]; under loom
 //! they are modelled with a mutex and a condition variable, which has exactly the futex
 //! contract: the value check and the sleep are atomic with respect to a wake.
 
@@ -40,13 +40,13 @@ impl Deadline {
 /// Spurious returns are allowed: callers always re-check their condition.
 #[cfg(not(loom))]
 pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
-    crate::sys::futex_wait(word, expected, timeout);
+    crate::os::sys::futex_wait(word, expected, timeout);
 }
 
 /// Wakes up to `n` threads (in any process) sleeping on `word`.
 #[cfg(not(loom))]
 pub(crate) fn futex_wake(word: &AtomicU32, n: u32) {
-    crate::sys::futex_wake(word, n);
+    crate::os::sys::futex_wake(word, n);
 }
 
 #[cfg(loom)]
