@@ -8,7 +8,7 @@
 //! |    256 | `waiters` (own 128-byte line)                     | readers    |
 //! |    384 | data: `capacity` bytes rounded up to 8            | the writer |
 //!
-//! The protocol is in [`crate::seqlock`]. `capacity` is in the header; `len` is checked
+//! The protocol is in [`crate::protocol::seqlock`]. `capacity` is in the header; `len` is checked
 //! against it on every read, so a hostile length is an error, never an out-of-bounds copy.
 
 use std::sync::Arc;
@@ -21,8 +21,8 @@ use crate::header::{Kind, HEADER_SIZE};
 use crate::liveness::{claim_slot, slot_alive, WRITER_SLOTS, WRITER_SLOTS_BASE};
 use crate::options::Options;
 use crate::os::wait::Deadline;
+use crate::protocol::seqlock::{BoardControl, ReadError, Seqlock, WriteError};
 use crate::segment::{Segment, Spec};
-use crate::seqlock::{BoardControl, ReadError, Seqlock, WriteError};
 use crate::sync::AtomicU64;
 
 pub(crate) const CONTROL: usize = HEADER_SIZE;

@@ -1,4 +1,4 @@
-//! Broadcast channels: one [`Publisher`], many [`Subscriber`]s, built on [`crate::ring`].
+//! Broadcast channels: one [`Publisher`], many [`Subscriber`]s, built on [`crate::protocol::ring`].
 //!
 //! # Layout (after the 128-byte header)
 //!
@@ -31,7 +31,7 @@ use crate::options::Options;
 use crate::os::sys;
 use crate::os::wait::Stopper;
 use crate::os::wait::{futex_wait, spin_until, Deadline};
-use crate::ring::{self, Next, PubState, Reserved, Ring, RingControl, SubSlot, SubState};
+use crate::protocol::ring::{self, Next, PubState, Reserved, Ring, RingControl, SubSlot, SubState};
 use crate::segment::{Segment, Spec};
 use crate::sync::{fence, AtomicU64, Ordering::*};
 
@@ -128,7 +128,8 @@ impl ChannelConfig {
             max_message: u32::try_from(self.max_message).unwrap_or(u32::MAX),
             max_slots: u32::try_from(self.max_subscribers).unwrap_or(u32::MAX),
         };
-        crate::layout::check_channel(&spec).map_err(|reason| Error::InvalidConfig { reason })?;
+        crate::protocol::layout::check_channel(&spec)
+            .map_err(|reason| Error::InvalidConfig { reason })?;
         Ok(spec)
     }
 }
@@ -849,9 +850,9 @@ impl Subscriber {
                 let dst = &mut buf[..len];
                 let src = &words[..len.div_ceil(8)];
                 if verify {
-                    crate::shared_bytes::load_bytes(src, dst);
+                    crate::protocol::shared_bytes::load_bytes(src, dst);
                 } else {
-                    crate::shared_bytes::load_bytes_quiescent(src, dst);
+                    crate::protocol::shared_bytes::load_bytes_quiescent(src, dst);
                 }
                 n = len;
             },

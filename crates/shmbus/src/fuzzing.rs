@@ -4,8 +4,8 @@
 #![allow(missing_docs)]
 
 use crate::header::HeaderFields;
-use crate::ring::{Ring, RingControl, SubSlot, SubState};
-use crate::seqlock::{BoardControl, Seqlock};
+use crate::protocol::ring::{Ring, RingControl, SubSlot, SubState};
+use crate::protocol::seqlock::{BoardControl, Seqlock};
 use crate::sync::{AtomicU64, Ordering::Relaxed};
 
 fn words(bytes: &[u8], n: usize) -> Vec<AtomicU64> {
@@ -65,7 +65,7 @@ pub fn ring(bytes: &[u8]) {
     let mut out = Vec::new();
     for _ in 0..64 {
         match ring.try_read(&mut st, &mut |w, len| Ring::copy_payload(w, len, &mut out)) {
-            Ok(crate::ring::Next::Empty) | Err(_) => break,
+            Ok(crate::protocol::ring::Next::Empty) | Err(_) => break,
             Ok(_) => assert!(out.len() <= 112),
         }
     }

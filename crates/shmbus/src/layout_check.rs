@@ -16,19 +16,19 @@ use std::mem::{align_of, offset_of, size_of};
 
 use crate::blackboard;
 use crate::channel::{LIVENESS_PERIOD, PUBLISHER_BYTE, SUBSCRIBER_BYTES};
-use crate::event::{EventMode, EventState};
 use crate::header::{
     HeaderFields, Kind, RawHeader, HEADER_SIZE, LAYOUT_VERSION, MAGIC, PERSISTENT, READY,
 };
-use crate::layout::MAX_CAPACITY;
 use crate::liveness::{WRITER_SLOTS, WRITER_SLOTS_BASE};
 use crate::name::{NAMESPACE_ENV, PREFIX};
 use crate::os::sys::SHM_DIR;
-use crate::padded::Padded;
-use crate::ring::{
+use crate::protocol::event_state::{EventMode, EventState};
+use crate::protocol::layout::MAX_CAPACITY;
+use crate::protocol::padded::Padded;
+use crate::protocol::ring::{
     PubWait, PubWords, RingControl, SubSlot, CLOSED, OPEN, RECORD_HEADER, SLOT_ACTIVE,
 };
-use crate::seqlock::{BoardControl, WriterWords};
+use crate::protocol::seqlock::{BoardControl, WriterWords};
 use crate::sync::{AtomicU32, AtomicU64};
 
 /// `a == b` for string constants (`str` equality is not `const`).
@@ -100,7 +100,7 @@ const _: () = {
     assert!(offset_of!(EventState, state) == 0);
     assert!(offset_of!(EventState, waiters) == 128);
     assert!(size_of::<EventState>() == 256);
-    assert!(crate::layout::EVENT_SIZE == 256);
+    assert!(crate::protocol::layout::EVENT_SIZE == 256);
     assert!(EventMode::ManualReset.to_flags() == 0);
     assert!(EventMode::AutoReset.to_flags() == 1);
 };
@@ -119,10 +119,10 @@ const _: () = {
     assert!(size_of::<BoardControl>() == 256);
     assert!(blackboard::CONTROL + size_of::<BoardControl>() == blackboard::DATA);
     // 256 bytes of control words, then the data rounded up to whole 8-byte words.
-    assert!(crate::layout::blackboard_size(0) == 256);
-    assert!(crate::layout::blackboard_size(1) == 264);
-    assert!(crate::layout::blackboard_size(8) == 264);
-    assert!(crate::layout::blackboard_size(9) == 272);
+    assert!(crate::protocol::layout::blackboard_size(0) == 256);
+    assert!(crate::protocol::layout::blackboard_size(1) == 264);
+    assert!(crate::protocol::layout::blackboard_size(8) == 264);
+    assert!(crate::protocol::layout::blackboard_size(9) == 272);
     // Writer lock bytes.
     assert!(WRITER_SLOTS_BASE == 1 << 40);
     assert!(WRITER_SLOTS == 4096);
@@ -165,10 +165,12 @@ const _: () = {
 
     // Ring records and positions (ring.rs), the channel's blocks and limits (channel.rs),
     // the duplex reply bit (duplex.rs).
-    assert!(crate::ring::KIND_DATA == 1 && crate::ring::KIND_PAD == 2);
-    assert!(crate::ring::MAX_POSITION == 1 << 62);
-    assert!(crate::ring::MAX_JUMPS == 1 << 16);
+    assert!(crate::protocol::ring::KIND_DATA == 1 && crate::protocol::ring::KIND_PAD == 2);
+    assert!(crate::protocol::ring::MAX_POSITION == 1 << 62);
+    assert!(crate::protocol::ring::MAX_JUMPS == 1 << 16);
     assert!(crate::channel::CONTROL == 128 && crate::channel::SLOTS == 512);
-    assert!(crate::layout::MAX_SLOTS == 1024 && crate::layout::MIN_CAPACITY == 64);
+    assert!(
+        crate::protocol::layout::MAX_SLOTS == 1024 && crate::protocol::layout::MIN_CAPACITY == 64
+    );
     assert!(crate::duplex::REPLY == 1 << 63);
 };

@@ -59,17 +59,13 @@ pub mod fuzzing;
 mod handler;
 mod header;
 mod kind;
-mod layout;
 mod layout_check;
 mod liveness;
 mod name;
 mod options;
 mod os;
-mod padded;
-mod ring;
+mod protocol;
 mod segment;
-mod seqlock;
-mod shared_bytes;
 mod sync;
 
 pub use blackboard::Blackboard;

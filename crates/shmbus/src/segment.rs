@@ -24,8 +24,8 @@ use crate::sync::{AtomicU8, Ordering};
 /// words (a channel's 1024 subscriber slots take 128 KiB), never the data.
 const SNAPSHOT_PREFIX: usize = 256 * 1024;
 
-pub(crate) use crate::layout::Spec;
-pub(crate) use crate::shared_bytes::SharedSafe;
+pub(crate) use crate::protocol::layout::Spec;
+pub(crate) use crate::protocol::shared_bytes::SharedSafe;
 
 /// How big an object of `kind` with the header's capacity must be, or why it cannot exist.
 pub(crate) fn layout_size(kind: Kind, fields: &HeaderFields) -> std::result::Result<u64, String> {
@@ -35,7 +35,7 @@ pub(crate) fn layout_size(kind: Kind, fields: &HeaderFields) -> std::result::Res
         max_message: fields.max_message,
         max_slots: fields.max_slots,
     };
-    Ok(HEADER_SIZE as u64 + crate::layout::state_size(kind, &spec)?)
+    Ok(HEADER_SIZE as u64 + crate::protocol::layout::state_size(kind, &spec)?)
 }
 
 /// A named shared-memory object holding a plain block of bytes.
@@ -604,7 +604,7 @@ impl Read for SegmentStream<'_> {
         let start = (self.pos.min(self.bytes.len() as u64)) as usize;
         let src = &self.bytes[start..];
         let n = src.len().min(buf.len());
-        crate::shared_bytes::load_bytes_u8(&src[..n], &mut buf[..n]);
+        crate::protocol::shared_bytes::load_bytes_u8(&src[..n], &mut buf[..n]);
         self.pos += n as u64;
         Ok(n)
     }
@@ -615,7 +615,7 @@ impl Write for SegmentStream<'_> {
         let start = (self.pos.min(self.bytes.len() as u64)) as usize;
         let dst = &self.bytes[start..];
         let n = dst.len().min(buf.len());
-        crate::shared_bytes::store_bytes_u8(&dst[..n], &buf[..n]);
+        crate::protocol::shared_bytes::store_bytes_u8(&dst[..n], &buf[..n]);
         self.pos += n as u64;
         Ok(n)
     }

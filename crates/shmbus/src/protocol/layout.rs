@@ -70,11 +70,11 @@ pub(crate) fn check_channel(spec: &Spec) -> std::result::Result<(), String> {
     if spec.max_message == 0 {
         return Err("max_message is 0: a channel must carry messages of at least 1 byte".into());
     }
-    if u64::from(spec.max_message) > crate::ring::max_message_for(cap) {
+    if u64::from(spec.max_message) > crate::protocol::ring::max_message_for(cap) {
         return Err(format!(
             "max_message {} exceeds {} (half the capacity, less 16)",
             spec.max_message,
-            crate::ring::max_message_for(cap)
+            crate::protocol::ring::max_message_for(cap)
         ));
     }
     if spec.max_slots == 0 || spec.max_slots > MAX_SLOTS {

@@ -34,9 +34,9 @@ use std::time::{Duration, Instant};
 
 use crate::os::wait::Stopper;
 use crate::os::wait::{futex_wait, futex_wake, spin_until, Deadline};
-use crate::padded::Padded;
-use crate::shared_bytes::SharedSafe;
-use crate::shared_bytes::{load_bytes, store_bytes};
+use crate::protocol::padded::Padded;
+use crate::protocol::shared_bytes::SharedSafe;
+use crate::protocol::shared_bytes::{load_bytes, store_bytes};
 use crate::sync::{fence, yield_now, AtomicU32, AtomicU64, Ordering::*};
 
 /// The words written by the writer, on one line.
