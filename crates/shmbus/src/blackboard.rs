@@ -17,12 +17,13 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::handler::{call_handler, HandlerGuard, HandlerStats, Update};
-use crate::header::{Kind, HEADER_SIZE};
-use crate::liveness::{claim_slot, slot_alive, WRITER_SLOTS, WRITER_SLOTS_BASE};
-use crate::options::Options;
 use crate::os::wait::Deadline;
+use crate::protocol::layout::Spec;
 use crate::protocol::seqlock::{BoardControl, ReadError, Seqlock, WriteError};
-use crate::segment::{Segment, Spec};
+use crate::segment::header::{Kind, HEADER_SIZE};
+use crate::segment::liveness::{claim_slot, slot_alive, WRITER_SLOTS, WRITER_SLOTS_BASE};
+use crate::segment::options::Options;
+use crate::segment::Segment;
 use crate::sync::AtomicU64;
 
 pub(crate) const CONTROL: usize = HEADER_SIZE;

@@ -4,10 +4,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
 use crate::event::EventMode;
-use crate::header::Kind;
-use crate::name::{dir_prefix, Name};
-use crate::options::Options;
 use crate::os::sys;
+use crate::segment::header::Kind;
+use crate::segment::name::{dir_prefix, Name};
+use crate::segment::options::Options;
 use crate::segment::Segment;
 
 /// What an object is, who owns it, and (when it can be read) its live state.

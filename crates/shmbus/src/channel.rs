@@ -16,7 +16,7 @@
 //! # Liveness
 //!
 //! The publisher holds an OFD lock on byte [`PUBLISHER_BYTE`] of the object, subscriber `i`
-//! on byte `SUBSCRIBER_BYTES + i` (see [`crate::liveness`]). A blocked subscriber checks the
+//! on byte `SUBSCRIBER_BYTES + i` (see [`crate::segment::liveness`]). A blocked subscriber checks the
 //! publisher's byte every [`LIVENESS_PERIOD`]; a blocked back-pressure publisher frees the
 //! slots of dead subscribers as often.
 
@@ -25,14 +25,15 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::handler::{call_handler, HandlerGuard, HandlerStats};
-use crate::header::{Kind, HEADER_SIZE};
-use crate::liveness::{claim_slot, slot_alive};
-use crate::options::Options;
 use crate::os::sys;
 use crate::os::wait::Stopper;
 use crate::os::wait::{futex_wait, spin_until, Deadline};
+use crate::protocol::layout::Spec;
 use crate::protocol::ring::{self, Next, PubState, Reserved, Ring, RingControl, SubSlot, SubState};
-use crate::segment::{Segment, Spec};
+use crate::segment::header::{Kind, HEADER_SIZE};
+use crate::segment::liveness::{claim_slot, slot_alive};
+use crate::segment::options::Options;
+use crate::segment::Segment;
 use crate::sync::{fence, AtomicU64, Ordering::*};
 
 pub(crate) const CONTROL: usize = HEADER_SIZE;

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use crate::channel::{ChannelConfig, ChannelKeeper, Mode, Publisher, Subscriber};
 use crate::error::{Error, Result};
-use crate::options::Options;
 use crate::os::wait::Deadline;
+use crate::segment::options::Options;
 
 pub(crate) const REPLY: u64 = 1 << 63;
 /// How long a server's receive naps between clients.

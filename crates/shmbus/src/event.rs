@@ -6,12 +6,13 @@
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::header::{Kind, HEADER_SIZE};
-use crate::options::Options;
 use crate::os::wait::Deadline;
 pub use crate::protocol::event_state::EventMode;
 use crate::protocol::event_state::EventState;
-use crate::segment::{Segment, Spec};
+use crate::protocol::layout::Spec;
+use crate::segment::header::{Kind, HEADER_SIZE};
+use crate::segment::options::Options;
+use crate::segment::Segment;
 
 /// A named cross-process event, like a Win32 named event but with no lost wake-ups.
 ///

@@ -3,9 +3,9 @@
 //! error or a value), never panic, loop forever or read out of bounds.
 #![allow(missing_docs)]
 
-use crate::header::HeaderFields;
 use crate::protocol::ring::{Ring, RingControl, SubSlot, SubState};
 use crate::protocol::seqlock::{BoardControl, Seqlock};
+use crate::segment::header::HeaderFields;
 use crate::sync::{AtomicU64, Ordering::Relaxed};
 
 fn words(bytes: &[u8], n: usize) -> Vec<AtomicU64> {
@@ -31,7 +31,7 @@ pub fn header(bytes: &[u8]) {
         *r = *b;
     }
     let fields = HeaderFields::from_bytes(&raw);
-    let _ = fields.validate("fuzz", word(bytes, 8), crate::segment::layout_size);
+    let _ = fields.validate("fuzz", word(bytes, 8), crate::segment::named::layout_size);
 }
 
 /// A subscriber reading a 256-byte ring whose publisher words (first 5 words), cursor
@@ -119,6 +119,13 @@ mod tests {
     }
 
     proptest! {
+        /// 64 arbitrary header bytes and an arbitrary file size: an error or a header,
+        /// never a panic.
+        #[test]
+        fn arbitrary_headers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 72)) {
+            super::header(&bytes);
+        }
+
         #[test]
         fn fuzz_entry_points_survive_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
             super::header(&bytes);

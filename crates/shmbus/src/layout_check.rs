@@ -16,11 +16,6 @@ use std::mem::{align_of, offset_of, size_of};
 
 use crate::blackboard;
 use crate::channel::{LIVENESS_PERIOD, PUBLISHER_BYTE, SUBSCRIBER_BYTES};
-use crate::header::{
-    HeaderFields, Kind, RawHeader, HEADER_SIZE, LAYOUT_VERSION, MAGIC, PERSISTENT, READY,
-};
-use crate::liveness::{WRITER_SLOTS, WRITER_SLOTS_BASE};
-use crate::name::{NAMESPACE_ENV, PREFIX};
 use crate::os::sys::SHM_DIR;
 use crate::protocol::event_state::{EventMode, EventState};
 use crate::protocol::layout::MAX_CAPACITY;
@@ -29,6 +24,11 @@ use crate::protocol::ring::{
     PubWait, PubWords, RingControl, SubSlot, CLOSED, OPEN, RECORD_HEADER, SLOT_ACTIVE,
 };
 use crate::protocol::seqlock::{BoardControl, WriterWords};
+use crate::segment::header::{
+    HeaderFields, Kind, RawHeader, HEADER_SIZE, LAYOUT_VERSION, MAGIC, PERSISTENT, READY,
+};
+use crate::segment::liveness::{WRITER_SLOTS, WRITER_SLOTS_BASE};
+use crate::segment::name::{NAMESPACE_ENV, PREFIX};
 use crate::sync::{AtomicU32, AtomicU64};
 
 /// `a == b` for string constants (`str` equality is not `const`).

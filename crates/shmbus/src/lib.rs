@@ -57,12 +57,8 @@ mod event;
 #[doc(hidden)]
 pub mod fuzzing;
 mod handler;
-mod header;
 mod kind;
 mod layout_check;
-mod liveness;
-mod name;
-mod options;
 mod os;
 mod protocol;
 mod segment;
@@ -75,10 +71,10 @@ pub use duplex::{Duplex, Received};
 pub use error::{Error, Result};
 pub use event::{Event, EventMode};
 pub use handler::{HandlerGuard, HandlerStats, Update};
-pub use header::LAYOUT_VERSION;
 pub use kind::Kind;
-pub use name::Name;
-pub use options::Options;
+pub use segment::header::LAYOUT_VERSION;
+pub use segment::name::Name;
+pub use segment::options::Options;
 pub use segment::{Segment, SegmentStream};
 
 /// Puts this process in a namespace of its own, so that doc examples running in parallel
@@ -86,7 +82,7 @@ pub use segment::{Segment, SegmentStream};
 #[doc(hidden)]
 pub fn doctest_namespace() {
     std::env::set_var(
-        name::NAMESPACE_ENV,
+        segment::name::NAMESPACE_ENV,
         format!("doctest-{}", std::process::id()),
     );
 }

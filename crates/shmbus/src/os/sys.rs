@@ -78,6 +78,16 @@ pub(crate) fn is_symlink_error(e: &io::Error) -> bool {
     e.raw_os_error() == Some(libc::ELOOP)
 }
 
+/// Whether a call failed for lack of room in the shared-memory filesystem (`ENOSPC`).
+pub(crate) fn is_no_space_error(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ENOSPC)
+}
+
+/// Whether an open failed because the name is a socket, or a FIFO with no reader (`ENXIO`).
+pub(crate) fn is_no_device_error(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ENXIO)
+}
+
 /// `unlink("/dev/shm/<name>")` (what `shm_unlink` does; never follows a link).
 pub(crate) fn shm_unlink(os_name: &str) -> io::Result<()> {
     Ok(rustix::fs::unlink(shm_path(os_name).as_str())?)

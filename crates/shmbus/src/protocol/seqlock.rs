@@ -26,7 +26,7 @@
 //! (Boehm, "Can seqlocks get along with programming language memory models?", 2012).
 //!
 //! A writer killed inside the section leaves `seq` odd and `writer` naming its slot. Slots
-//! are tied to the process by the kernel (see [`crate::liveness`]), so the next writer, or a
+//! are tied to the process by the kernel (see [`crate::segment::liveness`]), so the next writer, or a
 //! reader that waited too long, can tell that the holder is dead: the writer takes the lock
 //! over and completes a fresh write; the reader reports [`ReadError::WriterDied`].
 

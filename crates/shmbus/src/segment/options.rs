@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::error::Result;
-use crate::name::Name;
+use crate::segment::name::Name;
 
 /// How to create or open an object: namespace, permissions, lifetime, waiting.
 ///

@@ -2,30 +2,32 @@
 //!
 //! Every kind of object ([`crate::Event`], [`crate::Blackboard`], the raw [`Segment`]) is a
 //! `Segment` underneath: a POSIX shared-memory object that starts with the
-//! [header](crate::header) and continues with the kind's own state at offset 128.
+//! [header](crate::segment::header) and continues with the kind's own state at offset 128.
 #![allow(unsafe_code)]
 
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
-use crate::header::{
-    Header, HeaderFields, Kind, RawHeader, HEADER_SIZE, LAYOUT_VERSION, MAGIC, PERSISTENT, READY,
-};
-use crate::name::Name;
-use crate::options::{Options, Owners};
 use crate::os::fork::{self, HandleOwner, ObjectFd};
 use crate::os::sys::{self, FileStat, FileType, Mapping};
+use crate::segment::header::{
+    Header, HeaderFields, Kind, RawHeader, HEADER_SIZE, LAYOUT_VERSION, MAGIC, PERSISTENT, READY,
+};
+use crate::segment::name::Name;
+use crate::segment::options::{Options, Owners};
 use crate::sync::{AtomicU8, Ordering};
 
 /// How much of an object a read-only inspection copies: the header and every kind's control
 /// words (a channel's 1024 subscriber slots take 128 KiB), never the data.
 const SNAPSHOT_PREFIX: usize = 256 * 1024;
 
-pub(crate) use crate::protocol::layout::Spec;
-pub(crate) use crate::protocol::shared_bytes::SharedSafe;
+use super::os_errors::{check_owner, open_error, os_error, permission_error};
+use super::stream::SegmentStream;
+use crate::protocol::layout::Spec;
+use crate::protocol::shared_bytes::SharedSafe;
 
 /// How big an object of `kind` with the header's capacity must be, or why it cannot exist.
 pub(crate) fn layout_size(kind: Kind, fields: &HeaderFields) -> std::result::Result<u64, String> {
@@ -154,10 +156,7 @@ impl Segment {
 
     /// A `Read + Write + Seek` cursor over the data region, starting at offset 0.
     pub fn stream(&self) -> SegmentStream<'_> {
-        SegmentStream {
-            bytes: self.slice::<AtomicU8>(HEADER_SIZE, self.size()),
-            pos: 0,
-        }
+        SegmentStream::new(self.slice::<AtomicU8>(HEADER_SIZE, self.size()))
     }
 
     // ----- crate-internal: shared by every kind -----
@@ -206,7 +205,7 @@ impl Segment {
             err
         };
         let no_space = |e: io::Error| {
-            if e.raw_os_error() == Some(libc::ENOSPC) {
+            if sys::is_no_space_error(&e) {
                 Error::NoSpace {
                     name: name.describe(),
                     size: total,
@@ -521,6 +520,7 @@ enum Opened {
     Initialising { size: u64 },
 }
 
+/// Removes the object `name` names, whoever made it (permissions allowing).
 pub(crate) fn remove_name(name: &Name) -> Result<()> {
     sys::shm_unlink(name.os_name()).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => Error::NotFound {
@@ -529,121 +529,4 @@ pub(crate) fn remove_name(name: &Name) -> Result<()> {
         io::ErrorKind::PermissionDenied => permission_error(name, "remove"),
         _ => os_error(name, "remove", e),
     })
-}
-
-fn open_error(name: &Name, e: io::Error) -> Error {
-    if sys::is_symlink_error(&e) {
-        return Error::NotRegularFile {
-            name: name.describe(),
-            found: FileType::Symlink.describe(),
-        };
-    }
-    if e.raw_os_error() == Some(libc::ENXIO) {
-        // A socket (or a FIFO opened write-only without a reader).
-        let found = sys::stat_shm(name.os_name()).map_or(FileType::Other, |st| st.file_type);
-        return Error::NotRegularFile {
-            name: name.describe(),
-            found: found.describe(),
-        };
-    }
-    match e.kind() {
-        io::ErrorKind::NotFound => Error::NotFound {
-            name: name.describe(),
-        },
-        io::ErrorKind::PermissionDenied => permission_error(name, "open"),
-        _ => os_error(name, "open", e),
-    }
-}
-
-/// The default owner check (see [`Options::allow_owner`]).
-fn check_owner(name: &Name, stat: &FileStat, owners: &Owners) -> Result<()> {
-    let me = sys::euid();
-    if owners.accepts(stat.uid, me) {
-        return Ok(());
-    }
-    Err(Error::UntrustedOwner {
-        name: name.describe(),
-        owner: stat.uid,
-        expected: match owners {
-            Owners::Only(uids) => uids.first().copied().unwrap_or(me),
-            _ => me,
-        },
-    })
-}
-
-fn permission_error(name: &Name, action: &'static str) -> Error {
-    let (owner, mode) = sys::stat_shm(name.os_name())
-        .map(|st| (st.uid, st.mode))
-        .unwrap_or((u32::MAX, 0));
-    Error::PermissionDenied {
-        name: name.describe(),
-        action,
-        owner,
-        mode,
-    }
-}
-
-pub(crate) fn os_error(name: &Name, action: &'static str, source: io::Error) -> Error {
-    Error::Os {
-        name: name.describe(),
-        action,
-        source,
-    }
-}
-
-/// The stream view of a segment's data region: a cursor with the semantics of
-/// `std::io::Cursor<&mut [u8]>` (reads stop at the end, writes past it write nothing).
-#[derive(Debug)]
-pub struct SegmentStream<'a> {
-    bytes: &'a [AtomicU8],
-    pos: u64,
-}
-
-impl Read for SegmentStream<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let start = (self.pos.min(self.bytes.len() as u64)) as usize;
-        let src = &self.bytes[start..];
-        let n = src.len().min(buf.len());
-        crate::protocol::shared_bytes::load_bytes_u8(&src[..n], &mut buf[..n]);
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
-
-impl Write for SegmentStream<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let start = (self.pos.min(self.bytes.len() as u64)) as usize;
-        let dst = &self.bytes[start..];
-        let n = dst.len().min(buf.len());
-        crate::protocol::shared_bytes::store_bytes_u8(&dst[..n], &buf[..n]);
-        self.pos += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Seek for SegmentStream<'_> {
-    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
-        let (base, off) = match pos {
-            SeekFrom::Start(n) => {
-                self.pos = n;
-                return Ok(n);
-            }
-            SeekFrom::End(off) => (self.bytes.len() as u64, off),
-            SeekFrom::Current(off) => (self.pos, off),
-        };
-        match base.checked_add_signed(off) {
-            Some(n) => {
-                self.pos = n;
-                Ok(n)
-            }
-            None => Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "invalid seek to a negative or overflowing position",
-            )),
-        }
-    }
 }

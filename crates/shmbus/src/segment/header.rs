@@ -172,7 +172,6 @@ impl HeaderFields {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
 
     fn layout(_: Kind, f: &HeaderFields) -> std::result::Result<u64, String> {
         (HEADER_SIZE as u64)
@@ -227,14 +226,5 @@ mod tests {
             h.validate("x", 228, layout),
             Err(Error::Corrupt { .. })
         ));
-    }
-
-    proptest! {
-        /// 64 arbitrary header bytes and an arbitrary file size: an error or a header,
-        /// never a panic (the fuzz target `header` runs the same entry point).
-        #[test]
-        fn arbitrary_headers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 72)) {
-            crate::fuzzing::header(&bytes);
-        }
     }
 }
