@@ -14,8 +14,8 @@
 
 use std::mem::{align_of, offset_of, size_of};
 
-use crate::blackboard;
-use crate::channel::{LIVENESS_PERIOD, PUBLISHER_BYTE, SUBSCRIBER_BYTES};
+use crate::objects::blackboard;
+use crate::objects::channel::{LIVENESS_PERIOD, PUBLISHER_BYTE, SUBSCRIBER_BYTES};
 use crate::os::sys::SHM_DIR;
 use crate::protocol::event_state::{EventMode, EventState};
 use crate::protocol::layout::MAX_CAPACITY;
@@ -168,9 +168,9 @@ const _: () = {
     assert!(crate::protocol::ring::KIND_DATA == 1 && crate::protocol::ring::KIND_PAD == 2);
     assert!(crate::protocol::ring::MAX_POSITION == 1 << 62);
     assert!(crate::protocol::ring::MAX_JUMPS == 1 << 16);
-    assert!(crate::channel::CONTROL == 128 && crate::channel::SLOTS == 512);
+    assert!(crate::objects::channel::CONTROL == 128 && crate::objects::channel::SLOTS == 512);
     assert!(
         crate::protocol::layout::MAX_SLOTS == 1024 && crate::protocol::layout::MIN_CAPACITY == 64
     );
-    assert!(crate::duplex::REPLY == 1 << 63);
+    assert!(crate::objects::duplex::REPLY == 1 << 63);
 };

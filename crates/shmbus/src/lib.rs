@@ -47,31 +47,28 @@
 #![deny(unsafe_code, unsafe_op_in_unsafe_fn, missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
-mod blackboard;
-mod catalog;
-mod channel;
-mod duplex;
 mod error;
-mod event;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
-mod handler;
 mod kind;
 mod layout_check;
+mod objects;
 mod os;
 mod protocol;
 mod segment;
 mod sync;
 
-pub use blackboard::Blackboard;
-pub use catalog::{gc, inspect, list, HeaderInfo, LiveState, ObjectInfo};
-pub use channel::{ChannelConfig, Iter, Loan, Message, Mode, Publisher, Sample, Subscriber};
-pub use duplex::{Duplex, Received};
 pub use error::{Error, Result};
-pub use event::{Event, EventMode};
-pub use handler::{HandlerGuard, HandlerStats, Update};
 pub use kind::Kind;
+pub use objects::blackboard::Blackboard;
+pub use objects::catalog::{gc, inspect, list, HeaderInfo, LiveState, ObjectInfo};
+pub use objects::channel::{
+    ChannelConfig, Iter, Loan, Message, Mode, Publisher, Sample, Subscriber,
+};
+pub use objects::duplex::{Duplex, Received};
+pub use objects::event::{Event, EventMode};
+pub use objects::handler::{HandlerGuard, HandlerStats, Update};
 pub use segment::header::LAYOUT_VERSION;
 pub use segment::name::Name;
 pub use segment::options::Options;

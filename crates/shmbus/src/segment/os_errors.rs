@@ -31,7 +31,7 @@ pub(super) fn open_error(name: &Name, e: io::Error) -> Error {
     }
 }
 
-/// The default owner check (see [`Options::allow_owner`]).
+/// The default owner check (see [`Options::allow_owner`](crate::Options::allow_owner)).
 pub(super) fn check_owner(name: &Name, stat: &FileStat, owners: &Owners) -> Result<()> {
     let me = sys::euid();
     if owners.accepts(stat.uid, me) {

@@ -59,7 +59,7 @@ impl Ring<'_> {
         self.try_read_limited(st, u64::MAX, sink)
     }
 
-    /// [`try_read`](Self::try_read) for a reader with room for at most `limit` bytes: a
+    /// `try_read` for a reader with room for at most `limit` bytes: a
     /// longer message is not handed to the sink and stays unread ([`Next::TooLong`], after
     /// the same checks as a read, so its length is believable and any loss before it is
     /// reported first).

@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::handler::{call_handler, HandlerGuard, HandlerStats, Update};
+use crate::objects::handler::{call_handler, HandlerGuard, HandlerStats, Update};
 use crate::os::wait::Deadline;
 use crate::protocol::layout::Spec;
 use crate::protocol::seqlock::{BoardControl, ReadError, Seqlock, WriteError};

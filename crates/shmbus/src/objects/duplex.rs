@@ -9,8 +9,8 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use crate::channel::{ChannelConfig, ChannelKeeper, Mode, Publisher, Subscriber};
 use crate::error::{Error, Result};
+use crate::objects::channel::{ChannelConfig, ChannelKeeper, Mode, Publisher, Subscriber};
 use crate::os::wait::Deadline;
 use crate::segment::options::Options;
 

@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
-use crate::event::EventMode;
+use crate::objects::event::EventMode;
 use crate::os::sys;
 use crate::segment::header::Kind;
 use crate::segment::name::{dir_prefix, Name};
@@ -270,7 +270,7 @@ fn header_info(seg: &Segment) -> HeaderInfo {
     let h = seg.header();
     let state = match h.kind {
         Kind::Segment => LiveState::Segment,
-        Kind::Event => match crate::event::live_state(seg) {
+        Kind::Event => match crate::objects::event::live_state(seg) {
             Some((mode, set, waiters, raw)) => LiveState::Event {
                 mode,
                 set,
@@ -280,7 +280,7 @@ fn header_info(seg: &Segment) -> HeaderInfo {
             None => LiveState::Segment,
         },
         Kind::Channel => {
-            let c = crate::channel::live_state(seg);
+            let c = crate::objects::channel::live_state(seg);
             LiveState::Channel {
                 mode: c.mode,
                 max_message: c.max_message,
@@ -293,7 +293,7 @@ fn header_info(seg: &Segment) -> HeaderInfo {
             }
         }
         Kind::Blackboard => {
-            let (version, len, writer, waiters) = crate::blackboard::live_state(seg);
+            let (version, len, writer, waiters) = crate::objects::blackboard::live_state(seg);
             LiveState::Blackboard {
                 version,
                 len,
