@@ -163,8 +163,8 @@ const _: () = {
     assert!(HEADER_SIZE as u64 + 384 + 128 * 1024 + MAX_CAPACITY < PUBLISHER_BYTE);
     assert!(LIVENESS_PERIOD.as_millis() == 20);
 
-    // Ring records and positions (ring.rs), the channel's blocks and limits (channel.rs),
-    // the duplex reply bit (duplex.rs).
+    // Ring records and positions (protocol/ring), the channel's blocks and limits
+    // (objects/channel), the duplex reply bit (objects/duplex).
     assert!(crate::protocol::ring::KIND_DATA == 1 && crate::protocol::ring::KIND_PAD == 2);
     assert!(crate::protocol::ring::MAX_POSITION == 1 << 62);
     assert!(crate::protocol::ring::MAX_JUMPS == 1 << 16);

@@ -3,13 +3,32 @@
 //! Inter-process communication through shared memory on Linux.
 //!
 //! shmbus gives processes on one machine named objects that live in POSIX shared
-//! memory (`/dev/shm/shmbus.<name>`):
+//! memory (`/dev/shm/shmbus.<name>`). Every kind has an example on its type:
 //!
-//! - [`Segment`]: a named block of bytes with a [`Read`](std::io::Read) +
-//!   [`Write`](std::io::Write) + [`Seek`](std::io::Seek) stream view;
-//! - [`Event`]: a cross-process event, manual- or auto-reset, that never loses a wake-up;
-//! - [`Blackboard`]: the latest value of something, written by one writer at a time and read
-//!   torn-read free by any number of readers, with a receive handler on a background thread.
+//! - **Segments** — [`Segment`]: a named block of bytes with a [`Read`](std::io::Read) +
+//!   [`Write`](std::io::Write) + [`Seek`](std::io::Seek) stream view ([`SegmentStream`]).
+//! - **Events** — [`Event`]: a cross-process event, manual- or auto-reset
+//!   ([`EventMode`]), that never loses a wake-up.
+//! - **Blackboards** — [`Blackboard`]: the latest value of something, written by one writer
+//!   at a time and read torn-read free by any number of readers, with `wait_newer` and a
+//!   receive handler on a background thread ([`Blackboard::on_update`]). Example below.
+//! - **Channels** — [`Publisher`] and [`Subscriber`]: a broadcast stream of messages from
+//!   one publisher to many subscribers, shaped by [`ChannelConfig`]: lossy with exact loss
+//!   counts, or back-pressure ([`Mode`]); zero-copy both ways ([`Loan`], [`Sample`]); a
+//!   receive handler per subscriber ([`Subscriber::on_message`], [`HandlerGuard`]).
+//! - **Duplex links** — [`Duplex`]: two channels, one per direction, between a listener
+//!   and a connector, with request/reply ids ([`Received`]).
+//! - **Catalog and cleanup** — [`list`], [`inspect`] and [`gc`]: what exists, what state
+//!   it is in, and removal of objects whose participants all died (the CLI's `ls`, `info`
+//!   and `gc`).
+//!
+//! Names are checked by [`Name`]; [`Options`] sets the namespace, permissions, owners and
+//! timeouts of any of them; every failure is an [`Error`] that says what to do.
+//!
+//! Inside, the crate is four layers, each a folder: `os` (system calls), `protocol` (the
+//! shared-memory protocols, pure), `segment` (named mappings and their header) and
+//! `objects` (the types above). ARCHITECTURE.md has the map and the rules, which
+//! `tests/architecture.rs` enforces.
 //!
 //! Every byte read from a mapping is treated as untrusted: a corrupt or hostile segment
 //! gives an [`Error`], never a panic or undefined behaviour. Objects owned by another user
