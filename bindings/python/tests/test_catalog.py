@@ -28,7 +28,7 @@ def test_list_describes_every_object(namespace):
     assert (chan.kind, board.kind, event.kind) == ("channel", "blackboard", "event")
     # Sizes from LAYOUT.md: header 128, then the kind's state.
     assert chan.size == 128 + 384 + 128 * 2 + 4096
-    assert board.size == 128 + 256 + 64
+    assert board.size == 128 + 256 + 4 * 64  # four copies of the value
     assert event.size == 128 + 256
     assert (chan.permissions, board.permissions, event.permissions) == (0o600, 0o640, 0o600)
     assert (chan.persistent, board.persistent, event.persistent) == (True, False, False)

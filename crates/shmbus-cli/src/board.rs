@@ -67,12 +67,7 @@ fn watch(
         let Some(_) = board.wait_newer(last, remaining())? else {
             return Ok(Outcome::TimedOut);
         };
-        let (version, len) = match board.read_into(&mut buf) {
-            Ok(got) => got,
-            // The next write repairs the board: keep watching.
-            Err(Error::WriterDied { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        };
+        let (version, len) = board.read_into(&mut buf)?;
         if version <= last {
             continue;
         }

@@ -64,10 +64,9 @@ fn state_summary(h: &HeaderInfo) -> String {
                 if *set { "set" } else { "unset" }
             )
         }
-        LiveState::Blackboard { version, len, .. } => match version {
-            Some(v) => format!("version {v}, {len} bytes, capacity {}", h.capacity),
-            None => format!("write in progress, capacity {}", h.capacity),
-        },
+        LiveState::Blackboard { version, len, .. } => {
+            format!("version {version}, {len} bytes, capacity {}", h.capacity)
+        }
         LiveState::Channel {
             mode,
             published,
@@ -165,13 +164,17 @@ pub(crate) fn info(name: &str, namespace: Option<&str>, as_json: bool) -> anyhow
             len,
             writer,
             waiters,
+            copies,
+            writing,
         } => {
-            match version {
-                Some(v) => writeln!(out, "version:        {v}")?,
-                None => writeln!(out, "version:        (write in progress)")?,
-            }
+            writeln!(out, "version:        {version}")?;
             writeln!(out, "length:         {len} bytes")?;
-            writeln!(out, "writer slot:    {writer}")?;
+            writeln!(out, "copies:         {copies}")?;
+            writeln!(
+                out,
+                "writer slot:    {writer}{}",
+                if *writing { " (writing)" } else { "" }
+            )?;
             writeln!(out, "waiters:        {waiters}")?;
         }
         _ => {}
@@ -243,7 +246,16 @@ fn state_json(h: &HeaderInfo) -> Value {
             len,
             writer,
             waiters,
-        } => json!({"version": version, "len": len, "writer_slot": writer, "waiters": waiters}),
+            copies,
+            writing,
+        } => json!({
+            "version": version,
+            "len": len,
+            "writer_slot": writer,
+            "waiters": waiters,
+            "copies": copies,
+            "writing": writing,
+        }),
         LiveState::Channel {
             mode,
             max_message,

@@ -222,10 +222,11 @@ fn garbage_header_gives_an_error_not_a_panic() {
     std::fs::write(ns.path("liar"), &bytes).unwrap();
     fails_with(&ns.run(&["board", "read", "liar"]), "corrupt");
 
-    // A value length beyond the capacity (the seqlock word stays even).
+    // A value length beyond the capacity: version 1 lives in copy 1, whose length is the
+    // u32 at 128 + 24 + 4.
     ok(&ns.run(&["board", "write", "len", "x"]));
     let mut bytes = std::fs::read(ns.path("len")).unwrap();
-    bytes[136..144].copy_from_slice(&u64::MAX.to_le_bytes());
+    bytes[156..160].copy_from_slice(&u32::MAX.to_le_bytes());
     std::fs::write(ns.path("len"), &bytes).unwrap();
     fails_with(&ns.run(&["board", "read", "len"]), "exceeds the capacity");
 
@@ -288,7 +289,7 @@ fn ls_and_info_describe_objects() {
 
     let info: serde_json::Value =
         serde_json::from_str(&ok(&ns.run(&["info", "b1", "--json"]))).unwrap();
-    assert_eq!(info["layout_version"], 1);
+    assert_eq!(info["layout_version"], 2);
     assert_eq!(info["capacity"], 100);
     assert_eq!(info["state"]["version"], 1);
     assert_eq!(info["state"]["len"], 5);

@@ -175,12 +175,13 @@ fn field<'a>(out: &'a str, key: &str) -> &'a str {
 
 #[test]
 fn a_full_dev_shm_is_an_error_at_create_never_a_sigbus() {
-    // 2 MiB of tmpfs; each create asks for more than is left. Exit 135 would be SIGBUS.
+    // 2 MiB of tmpfs; each create asks for more than is left (a board keeps four copies of
+    // its value). Exit 135 would be SIGBUS.
     let script = r#"
         err1=$("$SHMBUS" pub big --capacity 4194304 2>&1 </dev/null); echo pub=$?
-        "$SHMBUS" board write big2 --capacity 3000000 x 2>/dev/null; echo board=$?
-        "$SHMBUS" board write fits --capacity 1500000 x; echo fits=$?
-        err3=$("$SHMBUS" board write second --capacity 1000000 x 2>&1); echo second=$?
+        "$SHMBUS" board write big2 --capacity 750000 x 2>/dev/null; echo board=$?
+        "$SHMBUS" board write fits --capacity 375000 x; echo fits=$?
+        err3=$("$SHMBUS" board write second --capacity 250000 x 2>&1); echo second=$?
         echo err1="$err1"; echo err3="$err3"
         echo files="$(ls /dev/shm | tr '\n' ' ')"
     "#;
@@ -204,7 +205,7 @@ fn a_huge_sparse_object_costs_ls_nothing_and_a_holed_one_is_refused() {
     // allocate memory, and using the holed one could SIGBUS, so it is refused.
     let script = r#"
         truncate -s 1T /dev/shm/shmbus.huge
-        "$SHMBUS" board write holed --capacity 1048576 value; echo write=$?
+        "$SHMBUS" board write holed --capacity 262144 value; echo write=$?
         fallocate --punch-hole --offset 8192 --length 1040384 /dev/shm/shmbus.holed; echo punch=$?
         before=$(df --output=used /dev/shm | tail -1)
         "$SHMBUS" ls >/dev/null; echo ls=$?

@@ -260,6 +260,10 @@ pub enum Error {
     },
 
     /// A writer died in the middle of writing the value, which is therefore lost.
+    ///
+    /// Not returned since layout version 2: a blackboard keeps the previous value whole in
+    /// its own copy while a write is under way, so a dead writer costs readers nothing. The
+    /// variant stays so that code (and the C status code) matching on it keeps working.
     #[error(
         "the writer of {name} died in the middle of a write and the value is lost: write a \
          new value"

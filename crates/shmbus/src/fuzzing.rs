@@ -3,8 +3,8 @@
 //! error or a value), never panic, loop forever or read out of bounds.
 #![allow(missing_docs)]
 
+use crate::protocol::latch::{BoardControl, Latch};
 use crate::protocol::ring::{Ring, RingControl, SubSlot, SubState};
-use crate::protocol::seqlock::{BoardControl, Seqlock};
 use crate::segment::header::HeaderFields;
 use crate::sync::{AtomicU64, Ordering::Relaxed};
 
@@ -77,24 +77,29 @@ pub fn ring(bytes: &[u8]) {
     }
 }
 
-/// A reader of a 64-byte blackboard whose control words and data are `bytes`.
+/// A reader of a 64-byte, 4-copy blackboard whose control words and data are `bytes`.
 pub fn blackboard(bytes: &[u8]) {
     let ctl = BoardControl::default();
     let w = &*ctl.w;
-    w.seq.store((word(bytes, 0) as u32) & !1, Relaxed);
-    w.writer.store((word(bytes, 0) >> 32) as u32, Relaxed);
-    w.len.store(word(bytes, 1), Relaxed);
-    w.version.store(word(bytes, 2), Relaxed);
-    let data = words(bytes.get(24..).unwrap_or(&[]), 8);
-    let lock = Seqlock {
-        ctl: &ctl,
-        data: &data,
-        capacity: 64,
-    };
-    let mut buf = [0u8; 64];
-    if let Ok((_, n)) = lock.read_into(&mut buf, &|_| true) {
-        assert!(n <= 64);
+    w.latest.store(word(bytes, 0), Relaxed);
+    // Mostly a `writing` word that lets reads pass, sometimes one that laps every read.
+    let ahead = word(bytes, 1);
+    w.writing
+        .store(word(bytes, 0).wrapping_add(ahead % 8), Relaxed);
+    w.writer.store(word(bytes, 2) as u32, Relaxed);
+    for (i, len) in w.len.iter().enumerate() {
+        len.store((word(bytes, 3 + i / 2) >> (32 * (i % 2))) as u32, Relaxed);
     }
+    let data = words(bytes.get(56..).unwrap_or(&[]), 32);
+    let latch = Latch::new(&ctl, &data, 64, 4, 8);
+    let mut buf = [0u8; 64];
+    // Reads that keep being lapped end in `Busy` after a second: only ask when they pass.
+    if ahead % 8 < 4 {
+        if let Ok((_, n)) = latch.read_into(&mut buf) {
+            assert!(n <= 64);
+        }
+    }
+    let _ = (latch.version(), latch.raw(), latch.waiters());
 }
 
 #[cfg(all(test, not(loom)))]

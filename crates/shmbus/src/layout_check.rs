@@ -18,12 +18,13 @@ use crate::objects::blackboard;
 use crate::objects::channel::{LIVENESS_PERIOD, PUBLISHER_BYTE, SUBSCRIBER_BYTES};
 use crate::os::sys::SHM_DIR;
 use crate::protocol::event_state::{EventMode, EventState};
+use crate::protocol::latch::{BoardControl, LatchWords, MAX_COPIES, MIN_COPIES};
 use crate::protocol::layout::MAX_CAPACITY;
+use crate::protocol::layout::{board_stride, BOARD_COPIES, MAX_BOARD_CAPACITY};
 use crate::protocol::padded::Padded;
 use crate::protocol::ring::{
     PubWait, PubWords, RingControl, SubSlot, CLOSED, OPEN, RECORD_HEADER, SLOT_ACTIVE,
 };
-use crate::protocol::seqlock::{BoardControl, WriterWords};
 use crate::segment::header::{
     HeaderFields, Kind, RawHeader, HEADER_SIZE, LAYOUT_VERSION, MAGIC, PERSISTENT, READY,
 };
@@ -67,7 +68,7 @@ const _: () = {
 const _: () = {
     assert!(MAGIC == 0x0100_5355_424D_4853);
     assert!(MAGIC == u64::from_le_bytes(*b"SHMBUS\0\x01"));
-    assert!(LAYOUT_VERSION == 1);
+    assert!(LAYOUT_VERSION == 2);
     assert!(READY == 0x5245_4459);
     assert!(HEADER_SIZE == 128);
     assert!(PERSISTENT == 0x8000_0000);
@@ -110,19 +111,22 @@ const _: () = {
     assert!(blackboard::CONTROL == 128);
     assert!(blackboard::DATA == 384);
     assert!(offset_of!(BoardControl, w) == 0);
-    assert!(offset_of!(WriterWords, seq) == 0);
-    assert!(offset_of!(WriterWords, writer) == 4);
-    assert!(offset_of!(WriterWords, len) == 8);
-    assert!(offset_of!(WriterWords, version) == 16);
-    assert!(size_of::<WriterWords>() == 24);
+    assert!(offset_of!(LatchWords, latest) == 0);
+    assert!(offset_of!(LatchWords, writing) == 8);
+    assert!(offset_of!(LatchWords, tick) == 16);
+    assert!(offset_of!(LatchWords, writer) == 20);
+    assert!(offset_of!(LatchWords, len) == 24);
+    assert!(size_of::<LatchWords>() == 56);
     assert!(offset_of!(BoardControl, waiters) == 128);
     assert!(size_of::<BoardControl>() == 256);
     assert!(blackboard::CONTROL + size_of::<BoardControl>() == blackboard::DATA);
-    // 256 bytes of control words, then the data rounded up to whole 8-byte words.
-    assert!(crate::protocol::layout::blackboard_size(0) == 256);
-    assert!(crate::protocol::layout::blackboard_size(1) == 264);
-    assert!(crate::protocol::layout::blackboard_size(8) == 264);
-    assert!(crate::protocol::layout::blackboard_size(9) == 272);
+    // 256 bytes of control words, then `copies` copies, each rounded up to 64 bytes.
+    assert!(MIN_COPIES == 2 && MAX_COPIES == 8 && BOARD_COPIES == 4);
+    assert!(MAX_BOARD_CAPACITY == u32::MAX as u64);
+    assert!(board_stride(0) == 0);
+    assert!(board_stride(1) == 64);
+    assert!(board_stride(64) == 64);
+    assert!(board_stride(65) == 128);
     // Writer lock bytes.
     assert!(WRITER_SLOTS_BASE == 1 << 40);
     assert!(WRITER_SLOTS == 4096);

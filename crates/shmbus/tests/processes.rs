@@ -8,7 +8,7 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::{succeeded, wait_for, Ns};
-use shmbus::{Blackboard, Error, Event, EventMode, Options, Segment};
+use shmbus::{Blackboard, Error, Event, EventMode, LiveState, Options, Segment};
 
 /// Dispatches on `SHMBUS_TEST_ROLE`; a no-op in a normal test run.
 #[test]
@@ -185,10 +185,10 @@ fn no_torn_reads_across_processes() {
 }
 
 #[test]
-fn a_writer_killed_mid_write_is_detected_and_the_next_write_repairs() {
+fn a_writer_killed_mid_write_is_invisible_to_readers_and_the_next_write_takes_over() {
     let ns = Ns::new("proc");
     let board = Blackboard::create_with("big", 32 << 20, &ns.opts()).unwrap();
-    let mut saw_died = false;
+    let mut caught_mid_write = false;
     for _ in 0..5 {
         let mut child = ns.child("big-writer", "big");
         let mut first = [0u8; 8];
@@ -198,22 +198,31 @@ fn a_writer_killed_mid_write_is_detected_and_the_next_write_repairs() {
             .unwrap()
             .read_exact(&mut first)
             .unwrap();
-        std::thread::sleep(Duration::from_millis(50));
+        // Let it complete a write or two and die inside a later one.
+        let before = board.version();
+        while board.version() < before + 2 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
-        match board.read() {
-            Ok((_, data)) => assert!(data.iter().all(|&b| b == 0x5a)),
-            Err(Error::WriterDied { .. }) => saw_died = true,
-            Err(e) => panic!("unexpected {e}"),
-        }
+        let info = shmbus::inspect(board.name()).unwrap();
+        let Some(LiveState::Blackboard { writing, .. }) = info.header.map(|h| h.state) else {
+            panic!("not a blackboard");
+        };
+        caught_mid_write |= writing;
+        // Readers never see the half-written copy: the newest complete value is whole.
+        let (v, data) = board.read().unwrap();
+        assert_eq!(v, board.version());
+        assert_eq!(data.len(), 32 << 20);
+        assert!(data.iter().all(|&b| b == 0x5a), "torn value {v}");
         // The next writer takes the dead writer's lock over.
         let v = board.write(b"repaired").unwrap();
         assert_eq!(board.read().unwrap(), (v, b"repaired".to_vec()));
-        if saw_died {
+        if caught_mid_write {
             break;
         }
     }
-    assert!(saw_died, "never caught the writer mid-write in 5 tries");
+    assert!(caught_mid_write, "never caught the writer mid-write in 5 tries");
 }
 
 #[test]

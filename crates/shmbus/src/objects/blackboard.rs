@@ -4,12 +4,13 @@
 //!
 //! | offset | what                                              | written by |
 //! |-------:|---------------------------------------------------|------------|
-//! |    128 | `seq`, `writer`, `len`, `version` (one 128-byte line) | the writer |
+//! |    128 | `latest`, `writing`, `tick`, `writer`, `len[8]` (one 128-byte line) | the writer |
 //! |    256 | `waiters` (own 128-byte line)                     | readers    |
-//! |    384 | data: `capacity` bytes rounded up to 8            | the writer |
+//! |    384 | `copies` copies of the value, each `capacity` bytes rounded up to 64 | the writer |
 //!
-//! The protocol is in [`crate::protocol::seqlock`]. `capacity` is in the header; `len` is checked
-//! against it on every read, so a hostile length is an error, never an out-of-bounds copy.
+//! The protocol is in [`crate::protocol::latch`]. `capacity` and `copies` (the header's kind
+//! flags) are in the header and validated at open; `len` is checked against the capacity on
+//! every read, so a hostile length is an error, never an out-of-bounds copy.
 
 use std::sync::Arc;
 use std::sync::OnceLock;
@@ -18,8 +19,8 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::objects::handler::{call_handler, HandlerGuard, HandlerStats, Update};
 use crate::os::wait::Deadline;
-use crate::protocol::layout::Spec;
-use crate::protocol::seqlock::{BoardControl, ReadError, Seqlock, WriteError};
+use crate::protocol::latch::{BoardControl, Latch, ReadError, WriteError};
+use crate::protocol::layout::{board_stride, Spec, BOARD_COPIES};
 use crate::segment::header::{Kind, HEADER_SIZE};
 use crate::segment::liveness::{claim_slot, slot_alive, WRITER_SLOTS, WRITER_SLOTS_BASE};
 use crate::segment::options::Options;
@@ -33,11 +34,13 @@ const WRITE_PATIENCE: Duration = Duration::from_secs(1);
 
 /// A named latest-value buffer: writers replace the value, readers get the newest one whole.
 ///
-/// This is the original design's shared buffer done right: a seqlock keeps readers from ever
-/// seeing half of one write and half of another, the value carries its length, readers can
-/// sleep until something newer than what they hold arrives, and a receive handler can run on
-/// a background thread. Writers are serialised (one at a time); a writer that dies
-/// mid-write is detected and the next write repairs the board.
+/// This is the original design's shared buffer done right: the board keeps several copies of
+/// the value and readers always copy a complete one, so they never see half of one write
+/// and half of another, never wait for a writer and write nothing to shared memory; the
+/// value carries its length, readers can sleep until something newer than what they hold
+/// arrives, and a receive handler can run on a background thread. Writers are serialised
+/// (one at a time) and never wait for readers; a writer that dies mid-write is invisible to
+/// readers and the next write takes its place.
 ///
 /// Cloning a `Blackboard` is cheap and shares the mapping.
 ///
@@ -66,6 +69,7 @@ pub struct Blackboard {
 struct Inner {
     seg: Segment,
     capacity: usize,
+    copies: u32,
     spin: Duration,
     /// This handle's writer slot, claimed on first write.
     slot: OnceLock<u32>,
@@ -80,7 +84,7 @@ impl Blackboard {
 
     /// [`Blackboard::create`] with options.
     pub fn create_with(name: &str, capacity: usize, opts: &Options) -> Result<Blackboard> {
-        let spec = Spec::capacity(capacity as u64);
+        let spec = board_spec(capacity);
         let seg = Segment::create_kind(opts.name(name)?, Kind::Blackboard, spec, opts)?;
         Ok(Blackboard::from_segment(seg, opts))
     }
@@ -104,18 +108,21 @@ impl Blackboard {
 
     /// [`Blackboard::create_or_open`] with options.
     pub fn create_or_open_with(name: &str, capacity: usize, opts: &Options) -> Result<Blackboard> {
-        let spec = Spec::capacity(capacity as u64);
+        let spec = board_spec(capacity);
         let seg = Segment::create_or_open_kind(opts.name(name)?, Kind::Blackboard, spec, opts)?;
         Ok(Blackboard::from_segment(seg, opts))
     }
 
     fn from_segment(seg: Segment, opts: &Options) -> Blackboard {
-        // Validated at open: capacity ≤ MAX_CAPACITY and the mapping covers the data.
+        // Validated at open: capacity ≤ MAX_BOARD_CAPACITY, copies in 2..=8, and the mapping
+        // covers every copy.
         let capacity = seg.header().fields.capacity as usize;
+        let copies = seg.header().fields.kind_flags();
         Blackboard {
             inner: Arc::new(Inner {
                 seg,
                 capacity,
+                copies,
                 spin: opts.spin,
                 slot: OnceLock::new(),
             }),
@@ -173,13 +180,10 @@ impl Blackboard {
         self.inner.read_into(buf)
     }
 
-    /// The version of the current value.
-    ///
-    /// While a write is in progress this waits for it; if the writer died in the middle (or
-    /// the board stays busy past a second), it returns the version word as it stands.
+    /// The version of the current value (0 before the first write). Never waits: a write
+    /// in progress becomes visible only once it is complete.
     pub fn version(&self) -> u64 {
-        let alive = |slot| self.inner.alive(slot);
-        self.inner.lock().settled_version(&alive)
+        self.inner.lock().version()
     }
 
     /// Waits until the version is newer than `version`; returns the new version, or `None`
@@ -229,8 +233,8 @@ impl Blackboard {
                 {
                     let (v, len) = match inner.read_into(&mut buf) {
                         Ok(got) => got,
-                        // Transient: the next write repairs the board; wait for it.
-                        Err(Error::WriterDied { .. } | Error::Busy { .. }) => continue,
+                        // Only a reader stopped mid-copy for a second gets here; go on.
+                        Err(Error::Busy { .. }) => continue,
                         Err(e) => return Err(e),
                     };
                     if v <= last {
@@ -253,12 +257,8 @@ impl Blackboard {
 }
 
 impl Inner {
-    fn lock(&self) -> Seqlock<'_> {
-        Seqlock {
-            ctl: self.seg.at::<BoardControl>(CONTROL),
-            data: self.seg.slice::<AtomicU64>(DATA, self.capacity.div_ceil(8)),
-            capacity: self.capacity,
-        }
+    fn lock(&self) -> Latch<'_> {
+        latch_of(&self.seg, self.capacity, self.copies)
     }
 
     fn writer_slot(&self) -> Result<u32> {
@@ -284,9 +284,7 @@ impl Inner {
     fn read_into(&self, buf: &mut [u8]) -> Result<(u64, usize)> {
         let name = || self.seg.name().describe();
         let buf_len = buf.len();
-        let alive = |slot| self.alive(slot);
-        self.lock().read_into(buf, &alive).map_err(|e| match e {
-            ReadError::WriterDied => Error::WriterDied { name: name() },
+        self.lock().read_into(buf).map_err(|e| match e {
             ReadError::Busy(waited) => Error::Busy {
                 name: name(),
                 waited,
@@ -304,14 +302,39 @@ impl Inner {
     }
 }
 
-/// Live state for `info`: (version or None while writing, len, writer slot, waiters).
-pub(crate) fn live_state(seg: &Segment) -> (Option<u64>, u64, u32, u32) {
-    let capacity = seg.header().fields.capacity as usize;
-    let lock = Seqlock {
-        ctl: seg.at::<BoardControl>(CONTROL),
-        data: seg.slice::<AtomicU64>(DATA, capacity.div_ceil(8)),
+/// The shape of a new board of `capacity` bytes.
+fn board_spec(capacity: usize) -> Spec {
+    Spec {
+        flags: BOARD_COPIES,
+        ..Spec::capacity(capacity as u64)
+    }
+}
+
+/// The latch over a validated board's words.
+fn latch_of(seg: &Segment, capacity: usize, copies: u32) -> Latch<'_> {
+    let stride_words = (board_stride(capacity as u64) / 8) as usize;
+    Latch::new(
+        seg.at::<BoardControl>(CONTROL),
+        seg.slice::<AtomicU64>(DATA, stride_words * copies as usize),
         capacity,
-    };
-    let (_, writer, len) = lock.raw();
-    (lock.version(), len, writer, lock.waiters())
+        copies,
+        stride_words,
+    )
+}
+
+/// Live state for `info`: (version, len, writer slot, waiters, copies, a write in
+/// progress).
+pub(crate) fn live_state(seg: &Segment) -> (u64, u64, u32, u32, u32, bool) {
+    let capacity = seg.header().fields.capacity as usize;
+    let copies = seg.header().fields.kind_flags();
+    let latch = latch_of(seg, capacity, copies);
+    let (latest, writing, writer, len) = latch.raw();
+    (
+        latest,
+        u64::from(len),
+        writer,
+        latch.waiters(),
+        copies,
+        writing != latest,
+    )
 }

@@ -89,14 +89,20 @@ pub enum LiveState {
     },
     /// A blackboard.
     Blackboard {
-        /// Version of the current value (`None` while a write is in progress).
-        version: Option<u64>,
-        /// Length of the current value.
+        /// Version of the newest complete value (0: never written).
+        version: u64,
+        /// Length of that value.
         len: u64,
         /// Writer slot holding the write lock (0: none).
         writer: u32,
         /// Threads waiting for a newer version now.
         waiters: u32,
+        /// Copies of the value the board keeps (readers copy a complete one while the
+        /// writer fills another).
+        copies: u32,
+        /// Whether a write is under way now (or its writer died in the middle of it: the
+        /// next write takes its place).
+        writing: bool,
     },
 }
 
@@ -293,12 +299,15 @@ fn header_info(seg: &Segment) -> HeaderInfo {
             }
         }
         Kind::Blackboard => {
-            let (version, len, writer, waiters) = crate::objects::blackboard::live_state(seg);
+            let (version, len, writer, waiters, copies, writing) =
+                crate::objects::blackboard::live_state(seg);
             LiveState::Blackboard {
                 version,
                 len,
                 writer,
                 waiters,
+                copies,
+                writing,
             }
         }
     };

@@ -2,6 +2,7 @@
 //! needs to create and validate any object without naming an object type. Pure arithmetic.
 
 use crate::kind::Kind;
+use crate::protocol::latch::{MAX_COPIES, MIN_COPIES};
 
 /// Largest data size any object may declare (1 TiB): keeps every offset computation far from
 /// overflow whatever a header claims.
@@ -35,9 +36,41 @@ impl Spec {
 /// Bytes an event needs after the header.
 pub(crate) const EVENT_SIZE: u64 = 256;
 
-/// Bytes a blackboard of `capacity` needs after the header.
-pub(crate) const fn blackboard_size(capacity: u64) -> u64 {
-    256 + capacity.div_ceil(8) * 8
+/// How many copies of its value a new blackboard keeps (see `latch`: a reader is lapped
+/// only by `copies - 2` whole writes during one copy).
+pub(crate) const BOARD_COPIES: u32 = 4;
+
+/// Largest value a blackboard may hold: lengths are 32-bit words in its control line.
+pub(crate) const MAX_BOARD_CAPACITY: u64 = u32::MAX as u64;
+
+/// Bytes between the starts of two copies of a blackboard value of `capacity`: whole
+/// 64-byte cache lines, so no two copies share a line.
+pub(crate) const fn board_stride(capacity: u64) -> u64 {
+    capacity.div_ceil(64) * 64
+}
+
+/// Bytes a blackboard of this shape (`flags`: the number of copies) needs after the header,
+/// or why it cannot exist.
+pub(crate) fn blackboard_size(spec: &Spec) -> Result<u64, String> {
+    check_blackboard(spec)?;
+    Ok(256 + u64::from(spec.flags) * board_stride(spec.capacity))
+}
+
+/// Why a blackboard of this shape cannot exist, if it cannot.
+pub(crate) fn check_blackboard(spec: &Spec) -> Result<(), String> {
+    if spec.capacity > MAX_BOARD_CAPACITY {
+        return Err(format!(
+            "capacity {} is larger than {MAX_BOARD_CAPACITY}, the largest blackboard value",
+            spec.capacity
+        ));
+    }
+    if !(MIN_COPIES..=MAX_COPIES).contains(&spec.flags) {
+        return Err(format!(
+            "{} copies of the value: a blackboard keeps {MIN_COPIES} to {MAX_COPIES}",
+            spec.flags
+        ));
+    }
+    Ok(())
 }
 
 /// Bytes a channel of this shape needs after the header, or why it cannot exist.
@@ -54,7 +87,7 @@ pub(crate) fn state_size(kind: Kind, spec: &Spec) -> Result<u64, String> {
     Ok(match kind {
         Kind::Segment => spec.capacity,
         Kind::Event => EVENT_SIZE,
-        Kind::Blackboard => blackboard_size(spec.capacity),
+        Kind::Blackboard => blackboard_size(spec)?,
         Kind::Channel => channel_size(spec)?,
     })
 }

@@ -13,8 +13,8 @@
 //! layer), the public objects, or a system call of its own.
 
 pub(crate) mod event_state;
+pub(crate) mod latch;
 pub(crate) mod layout;
 pub(crate) mod padded;
 pub(crate) mod ring;
-pub(crate) mod seqlock;
 pub(crate) mod shared_bytes;

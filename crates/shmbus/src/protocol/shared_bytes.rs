@@ -1,29 +1,45 @@
 //! Copies between private buffers and memory that other processes may write concurrently.
 //!
 //! A plain `memcpy` from such memory is a data race, which Rust treats as undefined behaviour
-//! even when the result is thrown away (as a seqlock reader does after a failed re-check).
-//! These copies use relaxed atomic loads and stores instead: 8 bytes at a time on the
-//! word-aligned regions the blackboard uses, 1 byte at a time for the raw segment stream.
-//! On x86-64 and AArch64 a relaxed atomic load or store is an ordinary `mov`/`ldr`, so the
-//! word copy costs about what a non-vectorised memcpy does. This is the "byte-wise atomic
-//! memcpy" of the C++ proposal P1478 that the `atomic-memcpy` crate also implements; we do it
-//! by hand because our regions are slices of atomics already, which that crate does not take.
+//! even when the result is thrown away (as a blackboard reader does after a failed check).
+//! These copies are the "byte-wise atomic memcpy" of the C++ proposal P1478 (which the
+//! `atomic-memcpy` crate also implements), done word by word because our regions are slices
+//! of `AtomicU64` already:
+//!
+//! - below [`BULK`] bytes, and under loom, miri or on other CPUs: a loop of relaxed atomic
+//!   loads or stores, 8 bytes each (an ordinary `mov` on x86-64);
+//! - from [`BULK`] bytes on x86-64: one `rep movsq`, the CPU's string move of 8-byte
+//!   elements, in inline assembly. Each element it moves is an aligned 8-byte access, which
+//!   x86-64 performs as one single-copy-atomic access, so the instruction does exactly what
+//!   the loop of relaxed `AtomicU64` accesses does (a Rust-expressible operation, which is
+//!   what the language asks of an `asm!` block), at `memcpy` speed on CPUs with fast string
+//!   moves (ERMS/FSRM): a 4 KiB copy costs about a fifth of the loop's time.
+//!
+//! The bytes after a value's end in its last word are written as zeros, on either path.
 
 use crate::sync::{AtomicU64, AtomicU8, Ordering::Relaxed};
+
+/// Copies of at least this many bytes go through the CPU's string move (see the module docs).
+pub(crate) const BULK: usize = 256;
 
 /// Copies the first `dst.len()` bytes of the words `src` into `dst`.
 ///
 /// Panics if `src` holds fewer than `dst.len()` bytes (callers check lengths first).
 pub(crate) fn load_bytes(src: &[AtomicU64], dst: &mut [u8]) {
     assert!(dst.len() <= src.len() * 8, "shared copy out of bounds");
-    let tail_word = dst.len() / 8;
-    let mut chunks = dst.chunks_exact_mut(8);
-    for (d, w) in (&mut chunks).zip(src) {
+    let whole = dst.len() / 8;
+    let done = if dst.len() >= BULK {
+        bulk::load(&src[..whole], &mut dst[..whole * 8])
+    } else {
+        0
+    };
+    let mut chunks = dst[done * 8..].chunks_exact_mut(8);
+    for (d, w) in (&mut chunks).zip(&src[done..]) {
         d.copy_from_slice(&w.load(Relaxed).to_ne_bytes());
     }
     let rest = chunks.into_remainder();
     if !rest.is_empty() {
-        let word = src[tail_word].load(Relaxed).to_ne_bytes();
+        let word = src[whole].load(Relaxed).to_ne_bytes();
         rest.copy_from_slice(&word[..rest.len()]);
     }
 }
@@ -33,8 +49,14 @@ pub(crate) fn load_bytes(src: &[AtomicU64], dst: &mut [u8]) {
 /// Panics if `dst` holds fewer than `src.len()` bytes (callers check lengths first).
 pub(crate) fn store_bytes(dst: &[AtomicU64], src: &[u8]) {
     assert!(src.len() <= dst.len() * 8, "shared copy out of bounds");
-    let mut chunks = src.chunks_exact(8);
-    for (s, w) in (&mut chunks).zip(dst) {
+    let whole = src.len() / 8;
+    let done = if src.len() >= BULK {
+        bulk::store(&dst[..whole], &src[..whole * 8])
+    } else {
+        0
+    };
+    let mut chunks = src[done * 8..].chunks_exact(8);
+    for (s, w) in (&mut chunks).zip(&dst[done..]) {
         w.store(
             u64::from_ne_bytes(s.try_into().expect("8-byte chunk")),
             Relaxed,
@@ -44,7 +66,68 @@ pub(crate) fn store_bytes(dst: &[AtomicU64], src: &[u8]) {
     if !rest.is_empty() {
         let mut word = [0u8; 8];
         word[..rest.len()].copy_from_slice(rest);
-        dst[src.len() / 8].store(u64::from_ne_bytes(word), Relaxed);
+        dst[whole].store(u64::from_ne_bytes(word), Relaxed);
+    }
+}
+
+/// The string-move path: copies all of `words` (`bytes.len() == words.len() * 8`) and
+/// returns how many words it copied.
+#[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+#[allow(unsafe_code)]
+mod bulk {
+    use crate::sync::AtomicU64;
+    use std::arch::asm;
+
+    pub(super) fn load(words: &[AtomicU64], bytes: &mut [u8]) -> usize {
+        assert_eq!(words.len() * 8, bytes.len(), "bulk copy shape");
+        // SAFETY: `rep movsq` moves `rcx` 8-byte elements from `rsi` to `rdi` upwards (Rust
+        // guarantees the direction flag is clear on entry to `asm!`). The source is
+        // `words.len()` aligned `AtomicU64`s, valid for reads, each read once as one
+        // single-copy-atomic 8-byte access: what a loop of relaxed atomic loads does. The
+        // destination is `bytes`, a unique borrow of exactly that many bytes, which cannot
+        // overlap shared words. Registers it changes are declared; it touches no stack.
+        unsafe {
+            asm!(
+                "rep movsq",
+                inout("rcx") words.len() => _,
+                inout("rsi") words.as_ptr() => _,
+                inout("rdi") bytes.as_mut_ptr() => _,
+                options(nostack, preserves_flags),
+            );
+        }
+        words.len()
+    }
+
+    pub(super) fn store(words: &[AtomicU64], bytes: &[u8]) -> usize {
+        assert_eq!(words.len() * 8, bytes.len(), "bulk copy shape");
+        // SAFETY: as in `load`, the other way: each aligned destination word is written
+        // once as one single-copy-atomic 8-byte store (a relaxed atomic store, which
+        // `AtomicU64`'s interior mutability allows through `&`); the source is a shared
+        // borrow of exactly `words.len() * 8` private bytes.
+        unsafe {
+            asm!(
+                "rep movsq",
+                inout("rcx") words.len() => _,
+                inout("rsi") bytes.as_ptr() => _,
+                inout("rdi") words.as_ptr() => _,
+                options(nostack, preserves_flags),
+            );
+        }
+        words.len()
+    }
+}
+
+/// Elsewhere the word loop does it all.
+#[cfg(not(all(target_arch = "x86_64", not(loom), not(miri))))]
+mod bulk {
+    use crate::sync::AtomicU64;
+
+    pub(super) fn load(_: &[AtomicU64], _: &mut [u8]) -> usize {
+        0
+    }
+
+    pub(super) fn store(_: &[AtomicU64], _: &[u8]) -> usize {
+        0
     }
 }
 
@@ -93,7 +176,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn word_copies_round_trip(data in proptest::collection::vec(any::<u8>(), 0..200)) {
+        fn word_copies_round_trip(data in proptest::collection::vec(any::<u8>(), 0..2000)) {
             let shared = words(data.len().div_ceil(8) + 1);
             store_bytes(&shared, &data);
             let mut out = vec![0xAA; data.len()];
@@ -108,6 +191,25 @@ mod tests {
             let mut out = vec![0; data.len()];
             load_bytes_u8(&shared, &mut out);
             prop_assert_eq!(out, data);
+        }
+    }
+
+    #[test]
+    fn bulk_copies_zero_pad_and_stop_at_the_end() {
+        for len in [BULK - 1, BULK, BULK + 1, BULK + 7, 4096, 4099] {
+            let data: Vec<u8> = (0..len).map(|i| i as u8 ^ 0x5a).collect();
+            let shared = words(len.div_ceil(8) + 1);
+            store_bytes(&shared, &data);
+            // The word after the value is untouched, the tail of its last word zeroed.
+            assert_eq!(shared[len.div_ceil(8)].load(Relaxed), u64::MAX);
+            if len % 8 != 0 {
+                let last = shared[len / 8].load(Relaxed).to_ne_bytes();
+                assert!(last[len % 8..].iter().all(|&b| b == 0), "len {len}");
+            }
+            let mut out = vec![0xAA; len + 3];
+            load_bytes(&shared, &mut out[..len]);
+            assert_eq!(&out[..len], &data[..]);
+            assert_eq!(&out[len..], &[0xAA; 3], "wrote past the destination");
         }
     }
 

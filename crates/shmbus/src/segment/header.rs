@@ -38,7 +38,7 @@ compile_error!("shmbus objects are little endian; big-endian targets are not sup
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMBUS\0\x01");
 /// The memory layout this library reads and writes. Objects with another version are refused
 /// with [`Error::VersionMismatch`].
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 /// Value of the `init` word once the creator has finished.
 pub(crate) const READY: u32 = 0x5245_4459; // "READ" "Y"
 /// Size of the header; the kind's own state starts here.

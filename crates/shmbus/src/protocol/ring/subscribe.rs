@@ -50,7 +50,7 @@ impl Ring<'_> {
 
     /// Reads the next message into `sink(payload_words_start, len)`.
     #[inline]
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn try_read(
         &self,
         st: &mut SubState,
