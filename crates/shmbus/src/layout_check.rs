@@ -2,7 +2,7 @@
 //!
 //! LAYOUT.md is the wire format of every shmbus object, written for implementations in
 //! other languages. Each fact it states about offsets, sizes and constant values is checked
-//! here (or next to the type, in `header`, `event`, `seqlock` and `ring`), so a change to the
+//! here (or next to the type, in `header`, `event_state`, `latch` and `ring`), so a change to the
 //! layout fails to compile until the document (and `LAYOUT_VERSION`, see its rules) follows.
 //! Nothing here runs: these are `const` assertions only.
 //!

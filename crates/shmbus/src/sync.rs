@@ -1,7 +1,7 @@
 //! The one place atomics come from.
 //!
 //! Under `cfg(loom)` these are loom's model-checked atomics, so the protocol cores
-//! (`seqlock`, `event`'s state machine, `wait`) can be explored exhaustively on heap memory.
+//! (`latch`, `event_state`, `ring`, `wait`) can be explored exhaustively on heap memory.
 //! Everywhere else they are `std`'s, whose layout equals the plain integer's, so the same
 //! types can be placed in a shared mapping.
 

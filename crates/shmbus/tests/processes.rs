@@ -222,7 +222,10 @@ fn a_writer_killed_mid_write_is_invisible_to_readers_and_the_next_write_takes_ov
             break;
         }
     }
-    assert!(caught_mid_write, "never caught the writer mid-write in 5 tries");
+    assert!(
+        caught_mid_write,
+        "never caught the writer mid-write in 5 tries"
+    );
 }
 
 #[test]

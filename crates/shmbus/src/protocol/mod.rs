@@ -1,6 +1,6 @@
 //! The protocol layer: the shared-memory protocols, pure.
 //!
-//! It holds the broadcast ring ([`ring`]), the blackboard's seqlock ([`seqlock`]), the
+//! It holds the broadcast ring ([`ring`]), the blackboard's latch ([`latch`]), the
 //! event's futex-word protocol ([`event_state`]), the byte copies in and out of shared words
 //! ([`shared_bytes`]), cache-line padding ([`padded`]) and each kind's layout after the
 //! header: sizes, offsets, limits ([`layout`]). Every protocol works on memory it is handed
