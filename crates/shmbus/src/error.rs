@@ -273,6 +273,18 @@ pub enum Error {
         name: String,
     },
 
+    /// A keyed blackboard has no such key.
+    #[error(
+        "{name} has no key {key:?}: its keys are fixed when it is created (`shmbus info` \
+         lists them)"
+    )]
+    UnknownKey {
+        /// The object.
+        name: String,
+        /// The key asked for.
+        key: String,
+    },
+
     /// Another writer holds the object longer than the timeout.
     #[error("{name} stayed busy with another writer for {waited:?}: try again")]
     Busy {

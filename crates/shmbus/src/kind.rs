@@ -16,6 +16,8 @@ pub enum Kind {
     Blackboard,
     /// A broadcast channel ([`crate::Publisher`], [`crate::Subscriber`]).
     Channel,
+    /// A set of latest-value boards, one per key ([`crate::KeyedBlackboard`]).
+    KeyedBlackboard,
 }
 
 impl Kind {
@@ -25,6 +27,7 @@ impl Kind {
             Kind::Event => 2,
             Kind::Blackboard => 3,
             Kind::Channel => 4,
+            Kind::KeyedBlackboard => 5,
         }
     }
 
@@ -34,6 +37,7 @@ impl Kind {
             2 => Some(Kind::Event),
             3 => Some(Kind::Blackboard),
             4 => Some(Kind::Channel),
+            5 => Some(Kind::KeyedBlackboard),
             _ => None,
         }
     }
@@ -45,6 +49,7 @@ impl Kind {
             Kind::Event => "event",
             Kind::Blackboard => "blackboard",
             Kind::Channel => "channel",
+            Kind::KeyedBlackboard => "keyed-blackboard",
         }
     }
 }

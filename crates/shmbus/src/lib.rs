@@ -80,8 +80,8 @@ mod sync;
 
 pub use error::{Error, Result};
 pub use kind::Kind;
-pub use objects::blackboard::Blackboard;
-pub use objects::catalog::{gc, inspect, list, HeaderInfo, LiveState, ObjectInfo};
+pub use objects::blackboard::{Blackboard, BoardKey, KeyedBlackboard};
+pub use objects::catalog::{gc, inspect, list, HeaderInfo, KeyState, LiveState, ObjectInfo};
 pub use objects::channel::{
     ChannelConfig, Iter, Loan, Message, Mode, Publisher, Sample, Subscriber,
 };

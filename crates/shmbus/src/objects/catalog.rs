@@ -104,6 +104,31 @@ pub enum LiveState {
         /// next write takes its place).
         writing: bool,
     },
+    /// A keyed blackboard: each key's board.
+    KeyedBlackboard {
+        /// Copies of each value the board keeps.
+        copies: u32,
+        /// The keys, in creation order, with their state.
+        keys: Vec<KeyState>,
+    },
+}
+
+/// The state of one key of a keyed blackboard.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeyState {
+    /// The key.
+    pub key: String,
+    /// Version of its newest complete value (0: never written).
+    pub version: u64,
+    /// Length of that value.
+    pub len: u64,
+    /// Writer slot holding its write lock (0: none).
+    pub writer: u32,
+    /// Threads waiting for a newer version of it now.
+    pub waiters: u32,
+    /// Whether a write of it is under way now.
+    pub writing: bool,
 }
 
 /// Lists every shmbus object in `namespace` (`None`: the unnamed default namespace).
@@ -188,9 +213,8 @@ pub fn inspect(name: &Name) -> Result<ObjectInfo> {
             found: stat.file_type.describe(),
         })
     };
-    let (header, problem, alive) = match opened {
-        Ok(seg) => {
-            let info = header_info(&seg);
+    let (header, problem, alive) = match opened.and_then(|seg| Ok((header_info(&seg)?, seg))) {
+        Ok((info, seg)) => {
             let alive = owner_alive(&seg, &info);
             (Some(info), None, Some(alive))
         }
@@ -272,7 +296,9 @@ pub fn gc(namespace: Option<&str>, dry_run: bool) -> Result<Vec<(Name, &'static 
     Ok(removed)
 }
 
-fn header_info(seg: &Segment) -> HeaderInfo {
+/// The header and live state of an opened object; an error when its live state is
+/// unreadable (a keyed board's corrupt key table).
+fn header_info(seg: &Segment) -> Result<HeaderInfo> {
     let h = seg.header();
     let state = match h.kind {
         Kind::Segment => LiveState::Segment,
@@ -299,19 +325,35 @@ fn header_info(seg: &Segment) -> HeaderInfo {
             }
         }
         Kind::Blackboard => {
-            let (version, len, writer, waiters, copies, writing) =
-                crate::objects::blackboard::live_state(seg);
+            let b = crate::objects::blackboard::board_state(seg, 0);
             LiveState::Blackboard {
-                version,
-                len,
-                writer,
-                waiters,
-                copies,
-                writing,
+                version: b.version,
+                len: b.len,
+                writer: b.writer,
+                waiters: b.waiters,
+                copies: b.copies,
+                writing: b.writing,
+            }
+        }
+        Kind::KeyedBlackboard => {
+            let keys = crate::objects::blackboard::keyed_live_state(seg)?;
+            LiveState::KeyedBlackboard {
+                copies: seg.header().fields.kind_flags(),
+                keys: keys
+                    .into_iter()
+                    .map(|(key, b)| KeyState {
+                        key,
+                        version: b.version,
+                        len: b.len,
+                        writer: b.writer,
+                        waiters: b.waiters,
+                        writing: b.writing,
+                    })
+                    .collect(),
             }
         }
     };
-    HeaderInfo {
+    Ok(HeaderInfo {
         kind: h.kind,
         layout_version: h.fields.layout_version,
         capacity: h.fields.capacity,
@@ -319,5 +361,5 @@ fn header_info(seg: &Segment) -> HeaderInfo {
         created: UNIX_EPOCH + Duration::from_nanos(h.fields.created_unix_ns),
         persistent: h.fields.persistent(),
         state,
-    }
+    })
 }

@@ -43,6 +43,21 @@ pub(crate) const BOARD_COPIES: u32 = 4;
 /// Largest value a blackboard may hold: lengths are 32-bit words in its control line.
 pub(crate) const MAX_BOARD_CAPACITY: u64 = u32::MAX as u64;
 
+/// Most keys a keyed blackboard may have.
+pub(crate) const MAX_BOARD_KEYS: u32 = 4096;
+
+/// Bytes of one entry of a keyed blackboard's key table.
+pub(crate) const KEY_ENTRY: u64 = 64;
+
+/// Bytes of the key table of a keyed blackboard with `keys` keys: whole 128-byte lines, so
+/// that the control blocks after it keep their 128-byte alignment.
+pub(crate) const fn key_table_size(keys: u64) -> u64 {
+    (keys * KEY_ENTRY).div_ceil(128) * 128
+}
+
+/// Bytes of one board's control block (`latch::BoardControl`).
+pub(crate) const BOARD_CONTROL: u64 = 256;
+
 /// Bytes between the starts of two copies of a blackboard value of `capacity`: whole
 /// 64-byte cache lines, so no two copies share a line.
 pub(crate) const fn board_stride(capacity: u64) -> u64 {
@@ -53,7 +68,35 @@ pub(crate) const fn board_stride(capacity: u64) -> u64 {
 /// or why it cannot exist.
 pub(crate) fn blackboard_size(spec: &Spec) -> Result<u64, String> {
     check_blackboard(spec)?;
-    Ok(256 + u64::from(spec.flags) * board_stride(spec.capacity))
+    Ok(BOARD_CONTROL + u64::from(spec.flags) * board_stride(spec.capacity))
+}
+
+/// Bytes a keyed blackboard of this shape (`max_slots`: the number of keys) needs after
+/// the header: the key table, then every key's control block, then every key's copies.
+pub(crate) fn keyed_blackboard_size(spec: &Spec) -> Result<u64, String> {
+    check_blackboard(spec)?;
+    let keys = u64::from(spec.max_slots);
+    if !(1..=u64::from(MAX_BOARD_KEYS)).contains(&keys) {
+        return Err(format!(
+            "{keys} keys: a keyed blackboard has 1 to {MAX_BOARD_KEYS}"
+        ));
+    }
+    Ok(key_table_size(keys)
+        + keys * (BOARD_CONTROL + u64::from(spec.flags) * board_stride(spec.capacity)))
+}
+
+/// Bytes after the header that hold control words (everything but bulk data), which a
+/// read-only inspection copies; `state_size` must have accepted `spec`.
+pub(crate) fn control_size(kind: Kind, spec: &Spec) -> u64 {
+    match kind {
+        Kind::Segment => 0,
+        Kind::Event => EVENT_SIZE,
+        Kind::Blackboard => BOARD_CONTROL,
+        Kind::KeyedBlackboard => {
+            key_table_size(u64::from(spec.max_slots)) + u64::from(spec.max_slots) * BOARD_CONTROL
+        }
+        Kind::Channel => 384 + 128 * u64::from(spec.max_slots),
+    }
 }
 
 /// Why a blackboard of this shape cannot exist, if it cannot.
@@ -88,6 +131,7 @@ pub(crate) fn state_size(kind: Kind, spec: &Spec) -> Result<u64, String> {
         Kind::Segment => spec.capacity,
         Kind::Event => EVENT_SIZE,
         Kind::Blackboard => blackboard_size(spec)?,
+        Kind::KeyedBlackboard => keyed_blackboard_size(spec)?,
         Kind::Channel => channel_size(spec)?,
     })
 }

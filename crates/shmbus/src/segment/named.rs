@@ -20,24 +20,32 @@ use crate::segment::name::Name;
 use crate::segment::options::{Options, Owners};
 use crate::sync::{AtomicU8, Ordering};
 
-/// How much of an object a read-only inspection copies: the header and every kind's control
-/// words (a channel's 1024 subscriber slots take 128 KiB), never the data.
-const SNAPSHOT_PREFIX: usize = 256 * 1024;
-
 use super::os_errors::{check_owner, open_error, os_error, permission_error};
 use super::stream::SegmentStream;
 use crate::protocol::layout::Spec;
 use crate::protocol::shared_bytes::SharedSafe;
 
-/// How big an object of `kind` with the header's capacity must be, or why it cannot exist.
-pub(crate) fn layout_size(kind: Kind, fields: &HeaderFields) -> std::result::Result<u64, String> {
-    let spec = Spec {
+/// The shape the header's fields describe.
+fn spec_of(fields: &HeaderFields) -> Spec {
+    Spec {
         capacity: fields.capacity,
         flags: fields.kind_flags(),
         max_message: fields.max_message,
         max_slots: fields.max_slots,
-    };
-    Ok(HEADER_SIZE as u64 + crate::protocol::layout::state_size(kind, &spec)?)
+    }
+}
+
+/// How big an object of `kind` with the header's capacity must be, or why it cannot exist.
+pub(crate) fn layout_size(kind: Kind, fields: &HeaderFields) -> std::result::Result<u64, String> {
+    Ok(HEADER_SIZE as u64 + crate::protocol::layout::state_size(kind, &spec_of(fields))?)
+}
+
+/// How much of a validated object a read-only inspection copies: the header and the kind's
+/// control words, never the bulk data.
+fn snapshot_prefix(header: &Header) -> usize {
+    let control = crate::protocol::layout::control_size(header.kind, &spec_of(&header.fields));
+    // Validated: at most the object's size, which fits in the address space.
+    usize::try_from(HEADER_SIZE as u64 + control).unwrap_or(usize::MAX)
 }
 
 /// A named shared-memory object holding a plain block of bytes.
@@ -167,6 +175,19 @@ impl Segment {
         spec: Spec,
         opts: &Options,
     ) -> Result<Segment> {
+        Segment::create_kind_init(name, kind, spec, opts, &|_| {})
+    }
+
+    /// [`create_kind`](Self::create_kind) for a kind whose initial state is not all zero:
+    /// `init` writes it into the new object before it is marked ready (so no opener ever
+    /// sees it unwritten).
+    pub(crate) fn create_kind_init(
+        name: Name,
+        kind: Kind,
+        spec: Spec,
+        opts: &Options,
+        init: &dyn Fn(&Segment),
+    ) -> Result<Segment> {
         let mut fields = HeaderFields {
             magic: MAGIC,
             layout_version: LAYOUT_VERSION,
@@ -235,8 +256,10 @@ impl Segment {
             stat,
             remove_on_drop: !opts.persistent,
         };
+        init(&seg);
         // SYNC: Release pairs with the Acquire load of `init` in `open_kind`: whoever sees
-        // READY sees every field above (and the zeroed state that ftruncate gave us).
+        // READY sees every field above, the zeroed state that ftruncate gave us and what
+        // `init` wrote.
         seg.raw_header().init.store(READY, Ordering::Release);
         Ok(seg)
     }
@@ -292,11 +315,23 @@ impl Segment {
         spec: Spec,
         opts: &Options,
     ) -> Result<Segment> {
+        Segment::create_or_open_kind_init(name, kind, spec, opts, &|_| {})
+    }
+
+    /// [`create_or_open_kind`](Self::create_or_open_kind) with an `init` for the create
+    /// (see [`create_kind_init`](Self::create_kind_init)).
+    pub(crate) fn create_or_open_kind_init(
+        name: Name,
+        kind: Kind,
+        spec: Spec,
+        opts: &Options,
+        init: &dyn Fn(&Segment),
+    ) -> Result<Segment> {
         // Another process may remove the object between our failed create and our open; a
         // few rounds settle any such race.
         let mut last = None;
         for _ in 0..16 {
-            match Segment::create_kind(name.clone(), kind, spec, opts) {
+            match Segment::create_kind_init(name.clone(), kind, spec, opts, init) {
                 Err(Error::AlreadyExists { .. }) => {}
                 other => return other,
             }
@@ -356,7 +391,7 @@ impl Segment {
         }
         // Sizes as of READY: the creator sized and allocated everything before it.
         let stat = sys::fstat(sys::borrow(&fd)).map_err(|e| os_error(name, "stat", e))?;
-        fields.validate(&name.describe(), stat.size, layout_size)?;
+        let header = fields.validate(&name.describe(), stat.size, layout_size)?;
         if stat.allocated < stat.size {
             return Err(Error::Sparse {
                 name: name.describe(),
@@ -375,7 +410,7 @@ impl Segment {
             // Looking (ls, info, gc): a private copy of the header and control words, read
             // through the file. Nothing of the object is mapped, so whoever may truncate it
             // cannot make us fault.
-            Mapping::snapshot(sys::borrow(&fd), len, SNAPSHOT_PREFIX)
+            Mapping::snapshot(sys::borrow(&fd), len, snapshot_prefix(&header))
         }
         .map_err(|e| os_error(name, "map", e))?;
         let raw = map.as_ptr().cast::<RawHeader>();
