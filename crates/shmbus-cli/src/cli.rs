@@ -159,11 +159,24 @@ pub(crate) enum DuplexCmd {
 #[derive(Debug, Subcommand)]
 pub(crate) enum BoardCmd {
     /// Writes a value, creating the blackboard if it is missing. Without DATA, writes all of
-    /// standard input.
+    /// standard input. With --key, writes that key of a keyed blackboard (created with
+    /// --keys if it is missing).
     Write {
         /// Blackboard name.
         name: String,
-        /// Capacity in bytes, used when the blackboard is created.
+        /// The key to write, on a keyed blackboard.
+        #[arg(long, value_name = "KEY")]
+        key: Option<String>,
+        /// Every key of the keyed blackboard, comma-separated, used when it is created
+        /// (its keys are fixed then).
+        #[arg(
+            long,
+            value_name = "KEY,KEY,...",
+            value_delimiter = ',',
+            requires = "key"
+        )]
+        keys: Option<Vec<String>>,
+        /// Capacity in bytes (of each key's value), used when the blackboard is created.
         #[arg(long, default_value_t = 4096, value_name = "BYTES")]
         capacity: usize,
         /// Permission bits in octal, used when the blackboard is created.
@@ -176,12 +189,18 @@ pub(crate) enum BoardCmd {
     Read {
         /// Blackboard name.
         name: String,
+        /// The key to read, on a keyed blackboard.
+        #[arg(long, value_name = "KEY")]
+        key: Option<String>,
     },
     /// Prints each new value followed by a newline, as it is written; values written faster
     /// than it prints are reported on stderr as `skipped: N versions`.
     Watch {
         /// Blackboard name.
         name: String,
+        /// The key to watch, on a keyed blackboard.
+        #[arg(long, value_name = "KEY")]
+        key: Option<String>,
         /// Exit 0 after this many values.
         #[arg(long, value_name = "N")]
         count: Option<u64>,

@@ -29,13 +29,13 @@ pub(crate) fn ls(namespace: Option<&str>, as_json: bool) -> anyhow::Result<Outco
     let users = Users::load();
     writeln!(
         out,
-        "{:<32} {:<11} {:>10} {:<10} {:<5} {:<5} {:<20} STATE",
+        "{:<32} {:<16} {:>10} {:<10} {:<5} {:<5} {:<20} STATE",
         "NAME", "KIND", "SIZE", "OWNER", "MODE", "ALIVE", "CREATED"
     )?;
     for o in &objects {
         writeln!(
             out,
-            "{:<32} {:<11} {:>10} {:<10} {:04o}  {:<5} {:<20} {}",
+            "{:<32} {:<16} {:>10} {:<10} {:04o}  {:<5} {:<20} {}",
             o.name.as_str(),
             kind_str(o),
             o.size,
@@ -66,6 +66,14 @@ fn state_summary(h: &HeaderInfo) -> String {
         }
         LiveState::Blackboard { version, len, .. } => {
             format!("version {version}, {len} bytes, capacity {}", h.capacity)
+        }
+        LiveState::KeyedBlackboard { keys, .. } => {
+            let written = keys.iter().filter(|k| k.version > 0).count();
+            format!(
+                "{} keys ({written} written), capacity {} each",
+                keys.len(),
+                h.capacity
+            )
         }
         LiveState::Channel {
             mode,
@@ -177,6 +185,25 @@ pub(crate) fn info(name: &str, namespace: Option<&str>, as_json: bool) -> anyhow
             )?;
             writeln!(out, "waiters:        {waiters}")?;
         }
+        LiveState::KeyedBlackboard { copies, keys } => {
+            writeln!(out, "copies:         {copies}")?;
+            writeln!(out, "keys:           {}", keys.len())?;
+            for k in keys {
+                writeln!(
+                    out,
+                    "  {:?}: version {}, {} bytes{}{}",
+                    k.key,
+                    k.version,
+                    k.len,
+                    if k.writing { ", writing" } else { "" },
+                    if k.waiters > 0 {
+                        format!(", {} waiting", k.waiters)
+                    } else {
+                        String::new()
+                    }
+                )?;
+            }
+        }
         _ => {}
     }
     Ok(Outcome::Done)
@@ -255,6 +282,17 @@ fn state_json(h: &HeaderInfo) -> Value {
             "waiters": waiters,
             "copies": copies,
             "writing": writing,
+        }),
+        LiveState::KeyedBlackboard { copies, keys } => json!({
+            "copies": copies,
+            "keys": keys.iter().map(|k| json!({
+                "key": k.key,
+                "version": k.version,
+                "len": k.len,
+                "writer_slot": k.writer,
+                "waiters": k.waiters,
+                "writing": k.writing,
+            })).collect::<Vec<_>>(),
         }),
         LiveState::Channel {
             mode,

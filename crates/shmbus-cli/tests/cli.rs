@@ -81,6 +81,125 @@ fn board_watch_times_out_with_3() {
     assert_eq!(out.status.code(), Some(3));
 }
 
+#[test]
+fn keyed_board_write_read_watch_and_info() {
+    let ns = Ns::new();
+    // Created on the first write that names every key.
+    ok(&ns.run(&[
+        "board",
+        "write",
+        "robot",
+        "--keys",
+        "pose,battery,mode",
+        "--key",
+        "battery",
+        "87%",
+    ]));
+    ok(&ns.run(&["board", "write", "robot", "--key", "mode", "auto"]));
+    assert_eq!(
+        ok(&ns.run(&["board", "read", "robot", "--key", "battery"])),
+        "87%"
+    );
+    assert_eq!(
+        ok(&ns.run(&["board", "read", "robot", "--key", "pose"])),
+        ""
+    );
+    // From stdin, exact bytes.
+    let bytes: Vec<u8> = (0..=255u8).collect();
+    ok(&ns.run_stdin(&["board", "write", "robot", "--key", "pose"], &bytes));
+    assert_eq!(
+        ns.run(&["board", "read", "robot", "--key", "pose"]).stdout,
+        bytes
+    );
+
+    // A watcher of one key prints only that key's values.
+    let watcher = ns.spawn(&[
+        "board",
+        "watch",
+        "robot",
+        "--key",
+        "mode",
+        "--count",
+        "2",
+        "--timeout",
+        "10",
+    ]);
+    let key_waiters = |ns: &Ns| {
+        let out = ns.run(&["info", "robot", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v["state"]["keys"][2]["waiters"].as_u64().unwrap_or(0)
+    };
+    wait_for(|| key_waiters(&ns) == 1);
+    ok(&ns.run(&["board", "write", "robot", "--key", "battery", "86%"]));
+    ok(&ns.run(&["board", "write", "robot", "--key", "mode", "manual"]));
+    wait_for(|| key_waiters(&ns) == 1);
+    ok(&ns.run(&["board", "write", "robot", "--key", "mode", "auto"]));
+    assert_eq!(ok(&watcher.wait_with_output().unwrap()), "manual\nauto\n");
+
+    // info and ls list the keys.
+    let info = ok(&ns.run(&["info", "robot"]));
+    assert!(info.contains("kind:           keyed-blackboard"), "{info}");
+    assert!(info.contains("\"battery\": version 2, 3 bytes"), "{info}");
+    assert!(info.contains("\"mode\": version 3, 4 bytes"), "{info}");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&ns.run(&["info", "robot", "--json"]))).unwrap();
+    let keys: Vec<&str> = json["state"]["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["pose", "battery", "mode"]);
+    let ls = ok(&ns.run(&["ls"]));
+    assert!(ls.contains("3 keys (3 written)"), "{ls}");
+}
+
+#[test]
+fn keyed_board_mistakes_are_clear_errors() {
+    let ns = Ns::new();
+    fails_with(
+        &ns.run(&["board", "write", "robot", "--key", "pose", "x"]),
+        "--keys KEY,KEY,...",
+    );
+    ok(&ns.run(&[
+        "board", "write", "robot", "--keys", "a,b", "--key", "a", "x",
+    ]));
+    fails_with(
+        &ns.run(&["board", "read", "robot", "--key", "c"]),
+        "has no key \"c\"",
+    );
+    fails_with(
+        &ns.run(&["board", "write", "robot", "--key", "c", "x"]),
+        "has no key \"c\"",
+    );
+    fails_with(
+        &ns.run(&["board", "read", "robot"]),
+        "is of kind keyed-blackboard, not blackboard",
+    );
+    fails_with(
+        &ns.run(&["board", "write", "dup", "--keys", "a,a", "--key", "a", "x"]),
+        "given twice",
+    );
+    fails_with(
+        &ns.run(&[
+            "board",
+            "write",
+            "big",
+            "--keys",
+            "a",
+            "--key",
+            "a",
+            "--capacity",
+            "2",
+            "xyz",
+        ]),
+        "does not fit",
+    );
+    // --keys without --key is a usage error (exit 2).
+    let out = ns.run(&["board", "write", "robot", "--keys", "a,b", "x"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
 fn waiters(ns: &Ns, name: &str) -> u64 {
     let out = ns.run(&["info", name, "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();

@@ -12,6 +12,7 @@
 //! - **Blackboards** — [`Blackboard`]: the latest value of something, written by one writer
 //!   at a time and read torn-read free by any number of readers, with `wait_newer` and a
 //!   receive handler on a background thread ([`Blackboard::on_update`]). Example below.
+//!   [`KeyedBlackboard`]: a fixed set of named keys, each its own board ([`BoardKey`]).
 //! - **Channels** — [`Publisher`] and [`Subscriber`]: a broadcast stream of messages from
 //!   one publisher to many subscribers, shaped by [`ChannelConfig`]: lossy with exact loss
 //!   counts, or back-pressure ([`Mode`]); zero-copy both ways ([`Loan`], [`Sample`]); a
