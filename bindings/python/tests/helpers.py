@@ -56,7 +56,7 @@ def write_u32(path: str, offset: int, value: int) -> None:
 # LAYOUT.md: header fields, and the blackboard's control words.
 HEADER_LAYOUT_VERSION = 8
 HEADER_KIND = 12
-BOARD_WRITER = 132
+BOARD_WRITER = 148  # 128 + 20: the latch's `writer` word
 BOARD_WAITERS = 256
 
 

@@ -21,6 +21,8 @@ pub(crate) enum Case {
     Busy,
     Blocking,
     Board,
+    BoardReads,
+    BoardReadsContended,
     Uds,
     Pipe,
     TputCopy,
@@ -275,6 +277,37 @@ pub(crate) fn parent(p: &Params) -> anyhow::Result<Measured> {
             peer.finish()?;
             Ok(m)
         }
+        Case::BoardReads | Case::BoardReadsContended => {
+            // We read as fast as we can; the peer wrote once (BoardReads) or writes as
+            // fast as it can until we say stop (BoardReadsContended). Every value carries
+            // its stamp at both ends: a torn read would show two stamps.
+            let o = busy_opts(p);
+            let board = Blackboard::create_with("board", p.size.max(16), &o)?;
+            let stop = Blackboard::create_with("stop", 8, &o)?;
+            let mut peer = Peer::spawn(p, Stdio::null(), Stdio::null())?;
+            peer.expect("ready")?;
+            let mut buf = vec![0; p.size.max(16)];
+            let (mut last, mut fresh) = (0, 0u64);
+            let start = Instant::now();
+            for _ in 0..p.count {
+                let (v, n) = board.read_into(&mut buf)?;
+                if stamped(&buf) != stamped(&buf[n - 8..]) || v < last {
+                    bail!("torn or backward read: version {v} after {last}");
+                }
+                fresh += u64::from(v != last);
+                last = v;
+            }
+            let elapsed = start.elapsed();
+            stop.write(b"stop")?;
+            peer.finish()?;
+            if p.case == Case::BoardReadsContended && fresh < 2 {
+                bail!("the writer wrote nothing while we read");
+            }
+            Ok(Measured::Throughput {
+                count: p.count,
+                elapsed,
+            })
+        }
         Case::Uds => {
             let (mut mine, theirs) = UnixStream::pair()?;
             let mut peer = Peer::spawn(p, Stdio::from(OwnedFd::from(theirs)), Stdio::null())?;
@@ -473,6 +506,30 @@ pub(crate) fn child(p: &Params) -> anyhow::Result<()> {
             }
             // Keep `pong` until the parent has read the last reply.
             let _ = ping.wait_newer(p.count, Some(Duration::from_millis(200)));
+        }
+        Case::BoardReads | Case::BoardReadsContended => {
+            let o = busy_opts(p);
+            let board = Blackboard::open_with("board", &o)?;
+            let stop = Blackboard::open_with("stop", &o)?;
+            let mut msg = message(p.size.max(16));
+            let n = msg.len();
+            let mut write = |i: u64| -> anyhow::Result<()> {
+                stamp(&mut msg, i);
+                msg[n - 8..].copy_from_slice(&i.to_le_bytes());
+                board.write(&msg)?;
+                Ok(())
+            };
+            write(1)?;
+            say("ready");
+            if p.case == Case::BoardReadsContended {
+                let mut i = 1;
+                while stop.version() == 0 {
+                    i += 1;
+                    write(i)?;
+                }
+            } else {
+                stop.wait_newer(0, None)?;
+            }
         }
         Case::Uds => {
             let mut sock = UnixStream::from(std::io::stdin().as_fd().try_clone_to_owned()?);

@@ -106,6 +106,27 @@ fn plan(args: &BenchArgs) -> Vec<Plan> {
         0,
     );
     add("shmbus blackboard", "latency", Case::Board, s, lat, 0, 0);
+    add("shmbus blackboard", "latency", Case::Board, 4096, lat, 0, 0);
+    for size in [s, 4096] {
+        add(
+            "blackboard reads, no writer",
+            "throughput",
+            Case::BoardReads,
+            size,
+            small * 4,
+            0,
+            0,
+        );
+        add(
+            "blackboard reads, writer at full speed",
+            "throughput",
+            Case::BoardReadsContended,
+            size,
+            small,
+            0,
+            0,
+        );
+    }
     add("floor: two atomics", "latency", Case::Atomics, 8, lat, 0, 0);
     add("floor: raw futex", "latency", Case::Futex, 8, lat / 4, 0, 0);
     add("unix socket", "latency", Case::Uds, s, lat / 4, 0, 0);
