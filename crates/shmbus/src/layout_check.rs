@@ -20,7 +20,10 @@ use crate::os::sys::SHM_DIR;
 use crate::protocol::event_state::{EventMode, EventState};
 use crate::protocol::latch::{BoardControl, LatchWords, MAX_COPIES, MIN_COPIES};
 use crate::protocol::layout::MAX_CAPACITY;
-use crate::protocol::layout::{board_stride, BOARD_COPIES, MAX_BOARD_CAPACITY};
+use crate::protocol::layout::{
+    board_stride, key_table_size, BOARD_COPIES, BOARD_CONTROL, KEY_ENTRY, MAX_BOARD_CAPACITY,
+    MAX_BOARD_KEYS,
+};
 use crate::protocol::padded::Padded;
 use crate::protocol::ring::{
     PubWait, PubWords, RingControl, SubSlot, CLOSED, OPEN, RECORD_HEADER, SLOT_ACTIVE,
@@ -127,6 +130,13 @@ const _: () = {
     assert!(board_stride(1) == 64);
     assert!(board_stride(64) == 64);
     assert!(board_stride(65) == 128);
+    // Keyed blackboards (LAYOUT.md 6.1).
+    assert!(Kind::KeyedBlackboard.to_raw() == 5);
+    assert!(KEY_ENTRY == 64 && MAX_BOARD_KEYS == 4096 && BOARD_CONTROL == 256);
+    assert!(BOARD_CONTROL as usize == size_of::<BoardControl>());
+    assert!(key_table_size(1) == 128);
+    assert!(key_table_size(2) == 128);
+    assert!(key_table_size(3) == 256);
     // Writer lock bytes.
     assert!(WRITER_SLOTS_BASE == 1 << 40);
     assert!(WRITER_SLOTS == 4096);
