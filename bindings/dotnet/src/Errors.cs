@@ -59,6 +59,8 @@ namespace Shmbus
         Os = -24,
         /// <summary>A bug in shmbus.</summary>
         Internal = -25,
+        /// <summary>A keyed blackboard has no such key (its keys are fixed at creation).</summary>
+        UnknownKey = -26,
     }
 
     /// <summary>A failed shmbus call: <see cref="Status"/> says which failure, the message

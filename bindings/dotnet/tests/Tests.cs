@@ -4,6 +4,7 @@ using System.Collections.Generic;
 using System.Diagnostics;
 using System.IO;
 using System.Linq;
+using System.Runtime.InteropServices;
 using System.Threading;
 using static Shmbus.Tests.Util;
 
@@ -594,6 +595,31 @@ namespace Shmbus.Tests
 
     public static class ErrorTests
     {
+        [DllImport("shmbus")] private static extern IntPtr shmbus_status_name(int status);
+
+        private static string StatusName(int status)
+        {
+            return Marshal.PtrToStringAnsi(shmbus_status_name(status));
+        }
+
+        [Test]
+        public static void StatusIsTheLibrarysListOfStatuses()
+        {
+            // Each member is the library's status of the same name (UnknownKey is
+            // SHMBUS_ERR_UNKNOWN_KEY), and the library has no status the enum lacks.
+            var values = (Status[])Enum.GetValues(typeof(Status));
+            foreach (var status in values)
+            {
+                string name = status.ToString();
+                string snake = string.Concat(name.Select((c, i) => i > 0 && char.IsUpper(c) ? "_" + c : c.ToString())).ToUpperInvariant();
+                string want = status == Status.Ok ? "SHMBUS_OK" : "SHMBUS_ERR_" + snake;
+                Assert.Equal(want, StatusName((int)status), "the library's name of " + name + " (" + (int)status + ")");
+            }
+            int lowest = values.Min(v => (int)v);
+            Assert.Equal(values.Length, 1 - lowest, "one member for each code from 0 down to " + lowest);
+            Assert.Equal("SHMBUS_ERR_UNKNOWN", StatusName(lowest - 1), "no status below " + lowest);
+        }
+
         [Test]
         public static void OpeningAMissingObjectNamesIt()
         {

@@ -17,11 +17,11 @@
  * misaligned handles, handles of another type, invalid names and impossible sizes give
  * SHMBUS_ERR_INVALID, never a crash. Every *_close accepts NULL. No error is silent.
  *
- * Threads: shmbus_blackboard, shmbus_event, shmbus_segment and (once set up)
- * shmbus_options handles may be used by several threads at once. shmbus_publisher,
- * shmbus_subscriber, shmbus_duplex and shmbus_handler handles are used by one thread at a
- * time (they may move between threads). Receive handlers call their callback on a thread
- * of their own.
+ * Threads: shmbus_blackboard, shmbus_keyed_blackboard, shmbus_event, shmbus_segment and
+ * (once set up) shmbus_options handles may be used by several threads at once.
+ * shmbus_publisher, shmbus_subscriber, shmbus_duplex and shmbus_handler handles are used by
+ * one thread at a time (they may move between threads). Receive handlers call their
+ * callback on a thread of their own.
  *
  * fork(): a handle belongs to the process that made it. In a fork() child, calls that
  * touch the shared object fail with SHMBUS_ERR_FOREIGN_PROCESS, and close frees memory
@@ -40,6 +40,7 @@ typedef struct shmbus_blackboard shmbus_blackboard;
 typedef struct shmbus_duplex shmbus_duplex;
 typedef struct shmbus_event shmbus_event;
 typedef struct shmbus_handler shmbus_handler;
+typedef struct shmbus_keyed_blackboard shmbus_keyed_blackboard;
 typedef struct shmbus_options shmbus_options;
 typedef struct shmbus_publisher shmbus_publisher;
 typedef struct shmbus_segment shmbus_segment;
@@ -116,6 +117,9 @@ typedef enum shmbus_status {
   SHMBUS_ERR_OS = -24,
   // A bug in shmbus: an internal panic was caught at the boundary. Please report it.
   SHMBUS_ERR_INTERNAL = -25,
+  // A keyed blackboard has no such key (its keys are fixed when it is created; the message
+  // names the key).
+  SHMBUS_ERR_UNKNOWN_KEY = -26,
 } shmbus_status;
 
 // Called on the handler's thread for each new blackboard value: its bytes (valid only
@@ -462,6 +466,111 @@ int shmbus_subscriber_on_message(shmbus_subscriber *s,
                                  shmbus_message_fn cb,
                                  void *user,
                                  shmbus_handler **out);
+
+// Creates a keyed blackboard with `key_count` keys (the strings at `keys`: 1 to 4096 of
+// them, each 1 to 60 bytes of UTF-8 without control characters, all different), each
+// holding values of up to `capacity` bytes; every key starts at version 0, with no value.
+// The keys are fixed: other processes open the board with its keys. An invalid key set (a
+// NULL array or entry, a key that is not UTF-8 included) is `SHMBUS_ERR_INVALID`. The
+// board is removed when its creator closes it, unless the options make it persistent.
+int shmbus_keyed_blackboard_create(const char *name,
+                                   const char *const *keys,
+                                   size_t key_count,
+                                   size_t capacity,
+                                   shmbus_keyed_blackboard **out);
+
+// [`shmbus_keyed_blackboard_create`] with options (NULL: the defaults).
+int shmbus_keyed_blackboard_create_with(const char *name,
+                                        const char *const *keys,
+                                        size_t key_count,
+                                        size_t capacity,
+                                        const shmbus_options *opts,
+                                        shmbus_keyed_blackboard **out);
+
+// Opens an existing keyed blackboard, with the keys it was created with
+// (`SHMBUS_ERR_MISMATCH` for a plain blackboard or another kind of object).
+int shmbus_keyed_blackboard_open(const char *name, shmbus_keyed_blackboard **out);
+
+// [`shmbus_keyed_blackboard_open`] with options (NULL: the defaults).
+int shmbus_keyed_blackboard_open_with(const char *name,
+                                      const shmbus_options *opts,
+                                      shmbus_keyed_blackboard **out);
+
+// Opens the keyed blackboard, or creates it with these keys and `capacity` if it does not
+// exist (race-free). The keys must make a valid key set either way; an existing board
+// keeps its own keys and capacity (see `shmbus_keyed_blackboard_key_count`,
+// `shmbus_keyed_blackboard_key` and `shmbus_keyed_blackboard_capacity`).
+int shmbus_keyed_blackboard_create_or_open(const char *name,
+                                           const char *const *keys,
+                                           size_t key_count,
+                                           size_t capacity,
+                                           const shmbus_options *opts,
+                                           shmbus_keyed_blackboard **out);
+
+// The largest value each key holds, in bytes (0 for an invalid handle).
+size_t shmbus_keyed_blackboard_capacity(const shmbus_keyed_blackboard *b);
+
+// How many keys the board has (at least 1; 0 for an invalid handle).
+size_t shmbus_keyed_blackboard_key_count(const shmbus_keyed_blackboard *b);
+
+// Key number `index` (0 to `shmbus_keyed_blackboard_key_count` - 1, in the order given at
+// creation), a NUL-terminated string valid until the handle is closed; NULL for an
+// invalid handle or an index out of range (with a message for `shmbus_last_error`).
+const char *shmbus_keyed_blackboard_key(const shmbus_keyed_blackboard *b, size_t index);
+
+// Replaces the value of `key` with `len` bytes from `data` (readers see all of it or none
+// of it) and wakes whoever waits for a new version of that key. `SHMBUS_ERR_UNKNOWN_KEY`
+// when the board has no such key, `SHMBUS_ERR_TOO_LARGE` beyond the capacity.
+int shmbus_keyed_blackboard_write(shmbus_keyed_blackboard *b,
+                                  const char *key,
+                                  const void *data,
+                                  size_t len);
+
+// Copies the current value of `key` into `buf` (`cap` bytes): its length goes to `*len`
+// and its version to `*version` (NULL to ignore; version 0 and length 0 before the key's
+// first write). On `SHMBUS_ERR_TOO_SMALL`, `*len` is the size needed (a buffer of the
+// capacity always suffices). `SHMBUS_ERR_UNKNOWN_KEY` when the board has no such key.
+int shmbus_keyed_blackboard_read(shmbus_keyed_blackboard *b,
+                                 const char *key,
+                                 void *buf,
+                                 size_t cap,
+                                 size_t *len,
+                                 uint64_t *version);
+
+// Stores the version of `key`'s current value in `*version` (counts the key's writes
+// since creation; 0 before its first write). `SHMBUS_ERR_UNKNOWN_KEY` when the board has
+// no such key. (Unlike `shmbus_blackboard_version`, a status: a mistyped key must not
+// pass for a key never written.)
+int shmbus_keyed_blackboard_version(const shmbus_keyed_blackboard *b,
+                                    const char *key,
+                                    uint64_t *version);
+
+// Waits until the version of `key` is newer than `version` and stores the new one in
+// `*newer` (NULL to ignore). `timeout_ns < 0` waits as long as it takes, otherwise
+// `SHMBUS_ERR_TIMEOUT` when it passes. Writes of other keys do not end the wait.
+// `SHMBUS_ERR_UNKNOWN_KEY` when the board has no such key.
+int shmbus_keyed_blackboard_wait_newer(const shmbus_keyed_blackboard *b,
+                                       const char *key,
+                                       uint64_t version,
+                                       int64_t timeout_ns,
+                                       uint64_t *newer);
+
+// Runs `cb` on a background thread for every version of `key` written after `version`
+// (0: the key's current value first, if there is one), with `user` passed back, and
+// stores the handler in `*out`. Writes of other keys do not call it. A callback slower
+// than the writer sees the newest value and is told how many versions it skipped. The
+// handler may outlive the board's handle. `SHMBUS_ERR_UNKNOWN_KEY` when the board has no
+// such key.
+int shmbus_keyed_blackboard_on_update(const shmbus_keyed_blackboard *b,
+                                      const char *key,
+                                      uint64_t version,
+                                      shmbus_update_fn cb,
+                                      void *user,
+                                      shmbus_handler **out);
+
+// Frees the handle (NULL is ignored); the creator's close removes the keyed blackboard
+// unless it is persistent. The strings `shmbus_keyed_blackboard_key` returned go with it.
+void shmbus_keyed_blackboard_close(shmbus_keyed_blackboard *b);
 
 // New options with the defaults: the namespace from `SHMBUS_NAMESPACE`, mode 0600, removed
 // with their creator, a 1 s wait for an object being initialised, the default spin, and

@@ -18,9 +18,10 @@
  * implicitly); shmbus::forever, or any negative duration, waits as long as it takes, and
  * zero does not wait.
  *
- * Threads: as in shmbus.h. blackboard, event, segment and options objects may be used by
- * several threads at once; publisher, subscriber and duplex objects by one thread at a
- * time (they may move between threads). Handler callbacks run on a thread of their own.
+ * Threads: as in shmbus.h. blackboard, keyed_blackboard, event, segment and options objects
+ * may be used by several threads at once; publisher, subscriber and duplex objects by one
+ * thread at a time (they may move between threads). Handler callbacks run on a thread of
+ * their own.
  */
 
 #ifndef SHMBUS_HPP
@@ -430,6 +431,15 @@ public:
     explicit internal_error(const std::string& message) : error(SHMBUS_ERR_INTERNAL, message) {}
 };
 
+/// SHMBUS_ERR_UNKNOWN_KEY: a keyed blackboard has no such key (its keys are fixed when it is
+/// created); the message names the key.
+class unknown_key_error : public error {
+public:
+    /// An unknown-key error with `message`.
+    explicit unknown_key_error(const std::string& message)
+        : error(SHMBUS_ERR_UNKNOWN_KEY, message) {}
+};
+
 namespace detail {
 
 /// This thread's last shmbus error message.
@@ -492,6 +502,7 @@ inline size_t parse_needed(const std::string& msg) {
         case SHMBUS_ERR_HANDLER: throw handler_error(message);
         case SHMBUS_ERR_OS: throw os_error(message);
         case SHMBUS_ERR_INTERNAL: throw internal_error(message);
+        case SHMBUS_ERR_UNKNOWN_KEY: throw unknown_key_error(message);
         default: throw error(status, message);
     }
 }
@@ -795,6 +806,7 @@ private:
 
 class subscriber;
 class blackboard;
+class keyed_blackboard;
 
 /// A running receive handler (shmbus_handler): a background thread that calls a callback
 /// for each message or value. The destructor stops it (waiting for a callback in
@@ -863,6 +875,7 @@ public:
 private:
     friend class subscriber;
     friend class blackboard;
+    friend class keyed_blackboard;
     handler(shmbus_handler* h, std::unique_ptr<detail::callback_state> state) noexcept
         : state_(std::move(state)), h_(h) {}
 
@@ -1450,6 +1463,187 @@ public:
 private:
     explicit blackboard(shmbus_blackboard* b) noexcept : h_(b) {}
     detail::unique_handle<shmbus_blackboard, &shmbus_blackboard_close> h_;
+    std::atomic<size_t> hint_{256};  ///< Initial read buffer: the largest value seen so far.
+};
+
+// ---------------------------------------------------------------------------------------
+// Keyed blackboard
+// ---------------------------------------------------------------------------------------
+
+/// A fixed set of named keys, each its own blackboard (shmbus_keyed_blackboard): the keys are
+/// chosen at creation and every opener sees the same ones; each key has its own value,
+/// version, waiters and handlers, and writers of different keys never contend. A key the
+/// board lacks throws unknown_key_error. Threads may share one object.
+class keyed_blackboard {
+public:
+    /// An empty keyed blackboard object.
+    keyed_blackboard() noexcept = default;
+    keyed_blackboard(const keyed_blackboard&) = delete;
+    keyed_blackboard& operator=(const keyed_blackboard&) = delete;
+    /// Takes over `o`'s handle, leaving it empty.
+    keyed_blackboard(keyed_blackboard&& o) noexcept
+        : h_(std::move(o.h_)), hint_(o.hint_.load(std::memory_order_relaxed)) {}
+    /// Closes this handle, then takes over `o`'s.
+    keyed_blackboard& operator=(keyed_blackboard&& o) noexcept {
+        h_ = std::move(o.h_);
+        hint_.store(o.hint_.load(std::memory_order_relaxed), std::memory_order_relaxed);
+        return *this;
+    }
+    /// Closes the handle (the creator's close removes the board unless persistent).
+    ~keyed_blackboard() = default;
+
+    /// Creates keyed blackboard `name` with `keys` (1 to 4096 of them, each 1 to 60 bytes
+    /// of UTF-8 without control characters, all different: invalid_error otherwise), each
+    /// holding values of up to `capacity` bytes (version 0, no value).
+    static keyed_blackboard create(const std::string& name, const std::vector<std::string>& keys,
+                                   size_t capacity, const options* opts = nullptr) {
+        std::vector<const char*> k = c_keys(keys);
+        shmbus_keyed_blackboard* b = nullptr;
+        check(shmbus_keyed_blackboard_create_with(name.c_str(), k.data(), k.size(), capacity,
+                                                  detail::opts_of(opts), &b));
+        return keyed_blackboard(b);
+    }
+    /// Opens existing keyed blackboard `name`, with the keys it was created with
+    /// (mismatch_error for a plain blackboard).
+    static keyed_blackboard open(const std::string& name, const options* opts = nullptr) {
+        shmbus_keyed_blackboard* b = nullptr;
+        check(shmbus_keyed_blackboard_open_with(name.c_str(), detail::opts_of(opts), &b));
+        return keyed_blackboard(b);
+    }
+    /// Opens keyed blackboard `name`, or creates it with `keys` and `capacity` (race-free).
+    /// The keys must be a valid set either way; an existing board keeps its own keys and
+    /// capacity: check keys() and capacity() when it matters.
+    static keyed_blackboard create_or_open(const std::string& name,
+                                           const std::vector<std::string>& keys,
+                                           size_t capacity, const options* opts = nullptr) {
+        std::vector<const char*> k = c_keys(keys);
+        shmbus_keyed_blackboard* b = nullptr;
+        check(shmbus_keyed_blackboard_create_or_open(name.c_str(), k.data(), k.size(), capacity,
+                                                     detail::opts_of(opts), &b));
+        return keyed_blackboard(b);
+    }
+
+    /// The keys, in the order given at creation (none when empty).
+    std::vector<std::string> keys() const {
+        std::vector<std::string> out;
+        size_t n = key_count();
+        out.reserve(n);
+        for (size_t i = 0; i < n; ++i) {
+            const char* k = shmbus_keyed_blackboard_key(h_.get(), i);
+            if (!k) throw_error(SHMBUS_ERR_INVALID);
+            out.emplace_back(k);
+        }
+        return out;
+    }
+    /// How many keys the board has (0 when empty).
+    size_t key_count() const noexcept { return shmbus_keyed_blackboard_key_count(h_.get()); }
+    /// The largest value each key holds, in bytes (0 when empty).
+    size_t capacity() const noexcept { return shmbus_keyed_blackboard_capacity(h_.get()); }
+
+    /// Replaces the value of `key` with `len` bytes at `data` (too_large_error beyond the
+    /// capacity).
+    void write(const std::string& key, const void* data, size_t len) {
+        check(shmbus_keyed_blackboard_write(h_.get(), key.c_str(), data, len));
+    }
+    /// Replaces the value of `key` with the characters of `s`.
+    void write(const std::string& key, std::string_view s) { write(key, s.data(), s.size()); }
+    /// Replaces the value of `key` with the bytes of `b`.
+    void write(const std::string& key, bytes_view b) { write(key, b.data(), b.size()); }
+
+    /// The current version and value of `key` (version 0 and no bytes before its first
+    /// write).
+    std::pair<uint64_t, std::vector<uint8_t>> read(const std::string& key) {
+        std::vector<uint8_t> v(hint_.load(std::memory_order_relaxed));
+        for (;;) {
+            size_t len = 0;
+            uint64_t ver = 0;
+            int rc = shmbus_keyed_blackboard_read(h_.get(), key.c_str(), v.data(), v.size(), &len,
+                                                  &ver);
+            if (rc == SHMBUS_OK) {
+                v.resize(len);
+                return {ver, std::move(v)};
+            }
+            if (rc == SHMBUS_ERR_TOO_SMALL && len > v.size()) {
+                // The value grew past the buffer: retry with the size needed.
+                size_t seen = hint_.load(std::memory_order_relaxed);
+                while (seen < len &&
+                       !hint_.compare_exchange_weak(seen, len, std::memory_order_relaxed)) {
+                }
+                v.resize(len);
+                continue;
+            }
+            detail::raise(rc, detail::last_error_message(), len);
+        }
+    }
+
+    /// Copies the current value of `key` into `buf` (`cap` bytes) and returns its length;
+    /// its version goes to `*version` (if not NULL). too_small_error (needed()) when it does
+    /// not fit; a buffer of capacity() bytes always does.
+    size_t read_into(const std::string& key, void* buf, size_t cap, uint64_t* version = nullptr) {
+        size_t len = 0;
+        int rc = shmbus_keyed_blackboard_read(h_.get(), key.c_str(), buf, cap, &len, version);
+        if (rc < 0) detail::raise(rc, detail::last_error_message(), len);
+        return len;
+    }
+    /// read_into a writable view.
+    size_t read_into(const std::string& key, mut_bytes buf, uint64_t* version = nullptr) {
+        return read_into(key, buf.data(), buf.size(), version);
+    }
+
+    /// The version of `key`'s current value (counts its writes since creation; 0 before
+    /// the first). Unlike blackboard::version, it throws: unknown_key_error for a key the
+    /// board lacks, invalid_error when empty.
+    uint64_t version(const std::string& key) const {
+        uint64_t v = 0;
+        check(shmbus_keyed_blackboard_version(h_.get(), key.c_str(), &v));
+        return v;
+    }
+
+    /// Waits until the version of `key` is newer than `version` and returns the new one, or
+    /// std::nullopt when `timeout` passes first. Writes of other keys do not end the wait.
+    std::optional<uint64_t> wait_newer(const std::string& key, uint64_t version,
+                                       std::chrono::nanoseconds timeout = forever) const {
+        uint64_t newer = 0;
+        int rc = shmbus_keyed_blackboard_wait_newer(h_.get(), key.c_str(), version,
+                                                    detail::to_ns(timeout), &newer);
+        if (rc == SHMBUS_ERR_TIMEOUT) return std::nullopt;
+        check(rc);
+        return newer;
+    }
+
+    /// Runs `fn(bytes, version, skipped)` on a background thread for every version of
+    /// `key` written after `after_version` (0: the key's current value first, if there is
+    /// one; pass version(key) for new writes only). Writes of other keys do not call it.
+    /// As blackboard::on_update otherwise.
+    handler on_update(const std::string& key,
+                      std::function<void(bytes_view, uint64_t, uint64_t)> fn,
+                      uint64_t after_version = 0) const {
+        if (!fn) {
+            throw invalid_error("shmbus::keyed_blackboard::on_update: the callback is empty");
+        }
+        auto st = std::make_unique<detail::update_state>();
+        st->fn = std::move(fn);
+        shmbus_handler* out = nullptr;
+        check(shmbus_keyed_blackboard_on_update(h_.get(), key.c_str(), after_version,
+                                                &detail::update_trampoline, st.get(), &out));
+        return handler(out, std::move(st));
+    }
+
+    /// The C handle (NULL when empty); it stays owned by this object.
+    shmbus_keyed_blackboard* raw() const noexcept { return h_.get(); }
+    /// Whether this object holds a handle.
+    explicit operator bool() const noexcept { return h_.get() != nullptr; }
+
+private:
+    explicit keyed_blackboard(shmbus_keyed_blackboard* b) noexcept : h_(b) {}
+    /// The keys as the C array create takes (valid while `keys` lives).
+    static std::vector<const char*> c_keys(const std::vector<std::string>& keys) {
+        std::vector<const char*> k;
+        k.reserve(keys.size());
+        for (const auto& key : keys) k.push_back(key.c_str());
+        return k;
+    }
+    detail::unique_handle<shmbus_keyed_blackboard, &shmbus_keyed_blackboard_close> h_;
     std::atomic<size_t> hint_{256};  ///< Initial read buffer: the largest value seen so far.
 };
 

@@ -209,6 +209,60 @@ pub(crate) unsafe fn text<'a>(p: *const c_char, func: &str, what: &str) -> Resul
         .map_err(|_| Fail::invalid(format!("{func}: the {what} is not valid UTF-8")))
 }
 
+/// An array of `count` C string arguments (the keys of a keyed blackboard): each valid
+/// UTF-8 and NUL-terminated, refused with the index of the first that is NULL or not UTF-8.
+/// The array may be NULL only when `count` is 0.
+///
+/// # Safety
+///
+/// `p` is NULL or valid for reads of `count` pointers, each NULL or pointing to a
+/// NUL-terminated string, all of which outlive the call.
+pub(crate) unsafe fn texts<'a>(
+    p: *const *const c_char,
+    count: usize,
+    func: &str,
+    what: &str,
+) -> Result<Vec<&'a str>, Fail> {
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    if p.is_null() {
+        return Err(Fail::invalid(format!(
+            "{func}: the {what} array is NULL but its count is {count}"
+        )));
+    }
+    if !p.is_aligned() {
+        return Err(Fail::invalid(format!(
+            "{func}: the {what} array {p:p} is misaligned"
+        )));
+    }
+    if count > isize::MAX as usize / std::mem::size_of::<*const c_char>() {
+        return Err(Fail::invalid(format!(
+            "{func}: a count of {count} {what}s is impossible"
+        )));
+    }
+    // SAFETY: non-null, aligned, and `count` pointers fit in isize::MAX bytes (checked);
+    // readable for `count` pointers per the caller's contract.
+    let ptrs = unsafe { std::slice::from_raw_parts(p, count) };
+    let mut out = Vec::with_capacity(count);
+    for (i, &s) in ptrs.iter().enumerate() {
+        if s.is_null() {
+            return Err(Fail::invalid(format!(
+                "{func}: {what} {i} of {count} is NULL"
+            )));
+        }
+        // SAFETY: non-null (checked), NUL-terminated and live per the caller's contract.
+        let c = unsafe { CStr::from_ptr(s) };
+        let text = c.to_str().map_err(|_| {
+            Fail::invalid(format!(
+                "{func}: {what} {i} of {count} ({c:?}) is not valid UTF-8"
+            ))
+        })?;
+        out.push(text);
+    }
+    Ok(out)
+}
+
 /// A byte buffer to read from: `len` bytes at `p` (NULL only when `len` is 0).
 ///
 /// # Safety

@@ -74,13 +74,16 @@ pub enum shmbus_status {
     SHMBUS_ERR_OS = -24,
     /// A bug in shmbus: an internal panic was caught at the boundary. Please report it.
     SHMBUS_ERR_INTERNAL = -25,
+    /// A keyed blackboard has no such key (its keys are fixed when it is created; the message
+    /// names the key).
+    SHMBUS_ERR_UNKNOWN_KEY = -26,
 }
 
 use shmbus_status::*;
 
 impl shmbus_status {
     /// Every status.
-    const ALL: [shmbus_status; 26] = [
+    const ALL: [shmbus_status; 27] = [
         SHMBUS_OK,
         SHMBUS_ERR_INVALID,
         SHMBUS_ERR_TIMEOUT,
@@ -107,6 +110,7 @@ impl shmbus_status {
         SHMBUS_ERR_HANDLER,
         SHMBUS_ERR_OS,
         SHMBUS_ERR_INTERNAL,
+        SHMBUS_ERR_UNKNOWN_KEY,
     ];
 
     /// The status's name.
@@ -138,6 +142,7 @@ impl shmbus_status {
             SHMBUS_ERR_HANDLER => c"SHMBUS_ERR_HANDLER",
             SHMBUS_ERR_OS => c"SHMBUS_ERR_OS",
             SHMBUS_ERR_INTERNAL => c"SHMBUS_ERR_INTERNAL",
+            SHMBUS_ERR_UNKNOWN_KEY => c"SHMBUS_ERR_UNKNOWN_KEY",
         }
     }
 }
@@ -178,6 +183,7 @@ pub(crate) fn code_of(e: &Error) -> shmbus_status {
         Error::PublisherGone { .. } => SHMBUS_ERR_PUBLISHER_GONE,
         Error::Lagged { .. } => SHMBUS_ERR_LAGGED,
         Error::WrongMode { .. } => SHMBUS_ERR_WRONG_MODE,
+        Error::UnknownKey { .. } => SHMBUS_ERR_UNKNOWN_KEY,
         Error::Os { .. } => SHMBUS_ERR_OS,
         _ => SHMBUS_ERR_OS,
     }

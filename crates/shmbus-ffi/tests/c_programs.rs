@@ -1,6 +1,6 @@
 //! Real C and C++ programs, compiled by `cc`/`c++` against the committed header and the
-//! built library, exchanging messages, blackboard values and events with Rust and with the
-//! `shmbus` command; the C suite also under valgrind and the sanitizers.
+//! built library, exchanging messages, blackboard values (plain and keyed) and events with
+//! Rust and with the `shmbus` command; the C suite also under valgrind and the sanitizers.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -8,7 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use shmbus::{Blackboard, Event, EventMode, Options, Publisher, Subscriber};
+use shmbus::{Blackboard, Event, EventMode, KeyedBlackboard, Options, Publisher, Subscriber};
 
 /// The target directory of this test binary (`target/debug` or `target/release`).
 fn profile_dir() -> PathBuf {
@@ -223,20 +223,24 @@ fn have(tool: &str) -> bool {
     found
 }
 
-/// The ```c block of README.md under "From C and C++".
-fn readme_block(lang: &str) -> String {
+/// The ```c blocks of README.md under "From C and C++", in order.
+fn readme_blocks(lang: &str) -> Vec<String> {
     let readme = std::fs::read_to_string(crate_dir().join("../../README.md")).unwrap();
     let section = readme
         .split("## From C and C++")
         .nth(1)
         .expect("README section");
+    let section = section.split("\n## ").next().unwrap_or_default();
     let fence = format!("```{lang}\n");
-    let start = section.find(&fence).expect("a code block") + fence.len();
-    section[start..][..section[start..].find("```").unwrap()].to_string()
+    section
+        .split(&fence)
+        .skip(1)
+        .map(|block| block[..block.find("```").expect("a closed code block")].to_string())
+        .collect()
 }
 
 #[test]
-fn readme_c_example_builds_with_pkg_config_after_install_and_runs() {
+fn readme_c_examples_build_with_pkg_config_after_install_and_run() {
     if !have("pkg-config") {
         return;
     }
@@ -245,8 +249,13 @@ fn readme_c_example_builds_with_pkg_config_after_install_and_runs() {
     let dir = profile_dir().join("c-tests").join("readme");
     let prefix = dir.join("prefix");
     std::fs::create_dir_all(&dir).unwrap();
-    let src = dir.join("hello.c");
-    std::fs::write(&src, readme_block("c")).unwrap();
+    // Each example and what it prints.
+    let examples = [
+        "hello from C\n",
+        "battery v1: 87%\nSHMBUS_ERR_UNKNOWN_KEY\n",
+    ];
+    let blocks = readme_blocks("c");
+    assert_eq!(blocks.len(), examples.len(), "README's C examples");
     // install.sh builds in release, into this test's target directory.
     let mut install = Command::new(crate_dir().join("install.sh"));
     install
@@ -259,17 +268,22 @@ fn readme_c_example_builds_with_pkg_config_after_install_and_runs() {
             .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig"));
         c
     });
-    let bin = dir.join("hello");
-    succeeded({
-        let mut c = Command::new("cc");
-        c.arg(&src)
-            .args(flags.split_whitespace())
-            .arg(format!("-Wl,-rpath,{}", prefix.join("lib").display()))
-            .arg("-o")
-            .arg(&bin);
-        c
-    });
-    assert_eq!(succeeded(ns.cmd(&bin)), "hello from C\n");
+    for (i, (block, want)) in blocks.iter().zip(examples).enumerate() {
+        let src = dir.join(format!("example{i}.c"));
+        std::fs::write(&src, block).unwrap();
+        let bin = dir.join(format!("example{i}"));
+        succeeded({
+            let mut c = Command::new("cc");
+            c.arg(&src)
+                .args(C_FLAGS)
+                .args(flags.split_whitespace())
+                .arg(format!("-Wl,-rpath,{}", prefix.join("lib").display()))
+                .arg("-o")
+                .arg(&bin);
+            c
+        });
+        assert_eq!(succeeded(ns.cmd(&bin)), want, "README's C example {i}");
+    }
 }
 
 #[test]
@@ -443,6 +457,84 @@ fn c_blackboard_writer_read_by_the_cli_and_rust() {
     assert_eq!(board.read().unwrap(), (1, b"gain=3.5".to_vec()));
     drop(writer.stdin.take()); // EOF: the writer closes and removes the board
     assert!(finish(&mut writer).status.success());
+}
+
+#[test]
+fn c_keyed_blackboard_writer_read_by_the_cli_and_rust() {
+    let ns = Ns::new("keyed");
+    let mut writer = spawn({
+        let mut c = ns.cmd(peer());
+        c.args(["keyed", "robot", "pose=x=1.0 y=2.5", "battery=87%"]);
+        c
+    });
+    assert_eq!(line(&mut writer), "written");
+    for (key, value) in [("pose", "x=1.0 y=2.5"), ("battery", "87%")] {
+        let out = succeeded({
+            let mut c = ns.cli();
+            c.args(["board", "read", "robot", "--key", key]);
+            c
+        });
+        assert_eq!(out, value);
+    }
+    // A key the board lacks: the CLI fails and names it.
+    let out = run(ns.cli().args(["board", "read", "robot", "--key", "speed"]));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no key \"speed\""), "{stderr}");
+
+    let board = KeyedBlackboard::open_with("robot", &ns.opts()).unwrap();
+    assert_eq!(board.keys(), ["pose", "battery"]);
+    assert_eq!(board.capacity(), 256);
+    assert_eq!(board.read("pose").unwrap(), (1, b"x=1.0 y=2.5".to_vec()));
+    assert_eq!(board.read("battery").unwrap(), (1, b"87%".to_vec()));
+    drop(writer.stdin.take()); // EOF: the writer closes and removes the board
+    assert!(finish(&mut writer).status.success());
+}
+
+#[test]
+fn cli_and_rust_write_keys_a_c_program_reads() {
+    let ns = Ns::new("keyedc");
+    // The CLI creates the board (persistent: `Ns` removes it) and writes one key.
+    succeeded({
+        let mut c = ns.cli();
+        c.args(["board", "write", "robot", "--keys", "pose,battery"])
+            .args(["--key", "battery", "87%"]);
+        c
+    });
+    let out = succeeded({
+        let mut c = ns.cmd(peer());
+        c.args(["keyed-wait", "robot", "battery", "0"]);
+        c
+    });
+    assert_eq!(
+        out,
+        "waiting on robot (keys: pose,battery)\nbattery 1 87%\n"
+    );
+
+    // A C waiter on one key, woken by Rust: a write of another key first, then of its key.
+    let mut waiter = spawn({
+        let mut c = ns.cmd(peer());
+        c.args(["keyed-wait", "robot", "pose", "0"]);
+        c
+    });
+    assert_eq!(line(&mut waiter), "waiting on robot (keys: pose,battery)");
+    let board = KeyedBlackboard::open_with("robot", &ns.opts()).unwrap();
+    board.write("battery", b"86%").unwrap();
+    board.key("pose").unwrap().write(b"x=2.5").unwrap();
+    let out = finish(&mut waiter);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "pose 1 x=2.5\n");
+    // And the CLI sees what Rust wrote.
+    let out = succeeded({
+        let mut c = ns.cli();
+        c.args(["board", "read", "robot", "--key", "battery"]);
+        c
+    });
+    assert_eq!(out, "86%");
 }
 
 #[test]

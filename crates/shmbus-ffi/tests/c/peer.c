@@ -3,6 +3,11 @@
  *   peer pub NAME N SUBS    publish "msg-<i>" for i < N once SUBS subscribers attached, close
  *   peer sub NAME N         print N messages, one per line, then "end" at the end of stream
  *   peer board NAME VALUE   create a blackboard, write VALUE, print "written", wait for stdin EOF
+ *   peer keyed NAME KEY=VALUE...  create a keyed blackboard with those keys, write each VALUE,
+ *                           print "written", wait for stdin EOF
+ *   peer keyed-wait NAME KEY VERSION  open a keyed blackboard (waiting up to 10 s for it), print
+ *                           "waiting on NAME (keys: a,b,...)", wait up to 10 s for a version
+ *                           of KEY newer than VERSION, print "KEY VERSION VALUE"
  *   peer wait NAME          open an event, print "waiting", wait up to 10 s, print "woke"
  *   peer set NAME           open an event and set it
  *   peer open NAME          try to open a subscriber: print the status name and the message
@@ -95,6 +100,70 @@ static int role_board(const char *name, const char *value) {
     return 0;
 }
 
+static int role_keyed(const char *name, int n, char **pairs) {
+    enum { MAX = 16 };
+    const char *keys[MAX];
+    const char *values[MAX];
+    char copies[MAX][128];
+    if (n < 1 || n > MAX) {
+        fprintf(stderr, "keyed: 1 to %d KEY=VALUE pairs\n", MAX);
+        return 2;
+    }
+    for (int i = 0; i < n; i++) {
+        snprintf(copies[i], sizeof copies[i], "%s", pairs[i]);
+        char *eq = strchr(copies[i], '=');
+        if (!eq) {
+            fprintf(stderr, "keyed: %s is not KEY=VALUE\n", pairs[i]);
+            return 2;
+        }
+        *eq = '\0';
+        keys[i] = copies[i];
+        values[i] = eq + 1;
+    }
+    shmbus_keyed_blackboard *b;
+    int rc = shmbus_keyed_blackboard_create(name, keys, (size_t)n, 256, &b);
+    if (rc) return fail("create", rc);
+    for (int i = 0; i < n; i++) {
+        if ((rc = shmbus_keyed_blackboard_write(b, keys[i], values[i], strlen(values[i]))))
+            return fail("write", rc);
+    }
+    printf("written\n");
+    fflush(stdout);
+    while (getchar() != EOF) {
+    }
+    shmbus_keyed_blackboard_close(b);
+    return 0;
+}
+
+static int role_keyed_wait(const char *name, const char *key, uint64_t after) {
+    shmbus_keyed_blackboard *b;
+    int rc;
+    for (int i = 0; i < 10000; i++) {
+        rc = shmbus_keyed_blackboard_open(name, &b);
+        if (rc != SHMBUS_ERR_NOT_FOUND) break;
+        nap_ms(1);
+    }
+    if (rc) return fail("open", rc);
+    /* One line: the harness reads it before the next one exists. */
+    printf("waiting on %s (keys: ", name);
+    for (size_t i = 0; i < shmbus_keyed_blackboard_key_count(b); i++)
+        printf("%s%s", i ? "," : "", shmbus_keyed_blackboard_key(b, i));
+    printf(")\n");
+    fflush(stdout);
+    uint64_t version = 0;
+    rc = shmbus_keyed_blackboard_wait_newer(b, key, after, 10000000000LL, &version);
+    if (rc) return fail("wait_newer", rc);
+    char buf[257];
+    size_t len;
+    /* A newer version may have come since: print the one read, with its own version. */
+    rc = shmbus_keyed_blackboard_read(b, key, buf, sizeof buf - 1, &len, &version);
+    if (rc) return fail("read", rc);
+    buf[len] = '\0';
+    printf("%s %llu %s\n", key, (unsigned long long)version, buf);
+    shmbus_keyed_blackboard_close(b);
+    return 0;
+}
+
 static int role_wait(const char *name) {
     shmbus_event *e;
     int rc = shmbus_event_open(name, &e);
@@ -130,9 +199,12 @@ int main(int argc, char **argv) {
         return role_pub(argv[2], atol(argv[3]), (size_t)atol(argv[4]));
     if (argc >= 4 && strcmp(argv[1], "sub") == 0) return role_sub(argv[2], atol(argv[3]));
     if (argc >= 4 && strcmp(argv[1], "board") == 0) return role_board(argv[2], argv[3]);
+    if (argc >= 4 && strcmp(argv[1], "keyed") == 0) return role_keyed(argv[2], argc - 3, argv + 3);
+    if (argc >= 5 && strcmp(argv[1], "keyed-wait") == 0)
+        return role_keyed_wait(argv[2], argv[3], strtoull(argv[4], NULL, 10));
     if (argc >= 3 && strcmp(argv[1], "wait") == 0) return role_wait(argv[2]);
     if (argc >= 3 && strcmp(argv[1], "set") == 0) return role_set(argv[2]);
     if (argc >= 3 && strcmp(argv[1], "open") == 0) return role_open(argv[2]);
-    fprintf(stderr, "usage: peer pub|sub|board|wait|set|open NAME [ARGS]\n");
+    fprintf(stderr, "usage: peer pub|sub|board|keyed|keyed-wait|wait|set|open NAME [ARGS]\n");
     return 2;
 }

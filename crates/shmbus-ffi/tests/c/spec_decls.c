@@ -41,6 +41,33 @@ void shmbus_event_close(shmbus_event *e);
 const char *shmbus_last_error(void);   /* this thread's last error message, "" if none */
 const char *shmbus_version(void);
 
+/* Not in issue 7: the keyed blackboard (issue 17), repeated here the same way, so that a
+ * change to one of its declarations cannot slip through unnoticed. */
+typedef struct shmbus_keyed_blackboard shmbus_keyed_blackboard;
+int  shmbus_keyed_blackboard_create(const char *name, const char *const *keys, size_t key_count,
+                                    size_t capacity, shmbus_keyed_blackboard **out);
+int  shmbus_keyed_blackboard_create_with(const char *name, const char *const *keys, size_t key_count,
+                                         size_t capacity, const shmbus_options *opts,
+                                         shmbus_keyed_blackboard **out);
+int  shmbus_keyed_blackboard_open(const char *name, shmbus_keyed_blackboard **out);
+int  shmbus_keyed_blackboard_open_with(const char *name, const shmbus_options *opts,
+                                       shmbus_keyed_blackboard **out);
+int  shmbus_keyed_blackboard_create_or_open(const char *name, const char *const *keys, size_t key_count,
+                                            size_t capacity, const shmbus_options *opts,
+                                            shmbus_keyed_blackboard **out);
+size_t shmbus_keyed_blackboard_capacity(const shmbus_keyed_blackboard *b);
+size_t shmbus_keyed_blackboard_key_count(const shmbus_keyed_blackboard *b);
+const char *shmbus_keyed_blackboard_key(const shmbus_keyed_blackboard *b, size_t index); /* NULL out of range */
+int  shmbus_keyed_blackboard_write(shmbus_keyed_blackboard *b, const char *key, const void *data, size_t len);
+int  shmbus_keyed_blackboard_read(shmbus_keyed_blackboard *b, const char *key, void *buf, size_t cap,
+                                  size_t *len, uint64_t *version);
+int  shmbus_keyed_blackboard_version(const shmbus_keyed_blackboard *b, const char *key, uint64_t *version);
+int  shmbus_keyed_blackboard_wait_newer(const shmbus_keyed_blackboard *b, const char *key, uint64_t version,
+                                        int64_t timeout_ns, uint64_t *newer);
+int  shmbus_keyed_blackboard_on_update(const shmbus_keyed_blackboard *b, const char *key, uint64_t version,
+                                       shmbus_update_fn cb, void *user, shmbus_handler **out);
+void shmbus_keyed_blackboard_close(shmbus_keyed_blackboard *b);
+
 int spec_decls_ok(void);
 int spec_decls_ok(void) {
     shmbus_channel_config c;
@@ -49,7 +76,7 @@ int spec_decls_ok(void) {
                    SHMBUS_ERR_EMPTY, SHMBUS_ERR_FULL, SHMBUS_ERR_LAGGED, SHMBUS_ERR_DISCONNECTED,
                    SHMBUS_ERR_PUBLISHER_GONE, SHMBUS_ERR_NOT_FOUND, SHMBUS_ERR_EXISTS,
                    SHMBUS_ERR_PERMISSION, SHMBUS_ERR_INVALID, SHMBUS_ERR_CORRUPT,
-                   SHMBUS_ERR_TOO_SMALL};
+                   SHMBUS_ERR_TOO_SMALL, SHMBUS_ERR_UNKNOWN_KEY};
     (void)codes;
     return mode_is_int(&c) == SHMBUS_LOSSY && *cap_is_size_t(&c) > 0 && *max_is_size_t(&c) > 0 &&
            *subs_is_size_t(&c) > 0;

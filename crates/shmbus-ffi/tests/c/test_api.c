@@ -46,6 +46,8 @@ static void test_version_and_errors(void) {
     CHECK(shmbus_layout_version() > 0);
     CHECK(strcmp(shmbus_status_name(SHMBUS_ERR_TIMEOUT), "SHMBUS_ERR_TIMEOUT") == 0);
     CHECK(strcmp(shmbus_status_name(12345), "SHMBUS_ERR_UNKNOWN") == 0);
+    CHECK(strcmp(shmbus_status_name(SHMBUS_ERR_UNKNOWN_KEY), "SHMBUS_ERR_UNKNOWN_KEY") == 0);
+    CHECK(SHMBUS_ERR_UNKNOWN_KEY == -26);
     CHECK(spec_decls_ok());
 }
 
@@ -235,6 +237,7 @@ static void test_null_and_bad_handles(void) {
     shmbus_publisher_close(NULL);
     shmbus_subscriber_close(NULL);
     shmbus_blackboard_close(NULL);
+    shmbus_keyed_blackboard_close(NULL);
     shmbus_event_close(NULL);
     shmbus_duplex_close(NULL);
     shmbus_segment_close(NULL);
@@ -326,6 +329,13 @@ static void on_update(const void *data, size_t len, uint64_t version, uint64_t s
     pthread_mutex_unlock(&seen->lock);
 }
 
+static uint64_t last_version_of(struct seen *seen) {
+    pthread_mutex_lock(&seen->lock);
+    uint64_t v = seen->last_version;
+    pthread_mutex_unlock(&seen->lock);
+    return v;
+}
+
 static uint64_t count_of(struct seen *seen) {
     pthread_mutex_lock(&seen->lock);
     uint64_t n = seen->count;
@@ -363,6 +373,268 @@ static void test_handlers(void) {
     shmbus_handler_close(h);
     CHECK(board_seen.last_version == 2 && strcmp(board_seen.last, "second") == 0);
     shmbus_blackboard_close(b);
+
+    /* A keyed board's handler: the versions of its key only, each with its value. */
+    struct seen key_seen = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, ""};
+    const char *keys[] = {"a", "b"};
+    shmbus_keyed_blackboard *kb = NULL;
+    OK(shmbus_keyed_blackboard_create("c.handled.keyed", keys, 2, 32, &kb));
+    OK(shmbus_keyed_blackboard_write(kb, "b", "b-1", 3));
+    OK(shmbus_keyed_blackboard_on_update(kb, "b", 0, on_update, &key_seen, &h));
+    for (int i = 0; i < 5000 && count_of(&key_seen) < 1; i++) usleep(1000);
+    CHECK(count_of(&key_seen) == 1 && key_seen.last_version == 1 && strcmp(key_seen.last, "b-1") == 0);
+    char value[16];
+    for (int i = 1; i <= 20; i++) {
+        int n = snprintf(value, sizeof value, "a-%d", i);
+        OK(shmbus_keyed_blackboard_write(kb, "a", value, (size_t)n));
+    }
+    OK(shmbus_keyed_blackboard_write(kb, "b", "b-2", 3));
+    for (int i = 0; i < 5000 && last_version_of(&key_seen) < 2; i++) usleep(1000);
+    shmbus_keyed_blackboard_close(kb); /* the handler may outlive the board's handle */
+    OK(shmbus_handler_stop(h, &stats));
+    CHECK(key_seen.last_version == 2 && strcmp(key_seen.last, "b-2") == 0);
+    CHECK(stats.delivered == count_of(&key_seen) && stats.delivered + stats.skipped == 2);
+}
+
+/* The last error names `what` (a key, a count, ...). */
+#define MESSAGE_HAS(what) CHECK(strstr(shmbus_last_error(), (what)) != NULL)
+
+static void test_keyed_blackboard(void) {
+    const char *keys[] = {"pose", "battery", "mode"};
+    shmbus_keyed_blackboard *b = NULL, *r = NULL;
+    EXPECT(SHMBUS_ERR_NOT_FOUND, shmbus_keyed_blackboard_open("c.keyed", &r));
+    OK(shmbus_keyed_blackboard_create("c.keyed", keys, 3, 16, &b));
+    EXPECT(SHMBUS_ERR_EXISTS, shmbus_keyed_blackboard_create("c.keyed", keys, 3, 16, &r));
+    OK(shmbus_keyed_blackboard_open("c.keyed", &r));
+
+    /* The keys, in their order, as the opener sees them; an index out of range is NULL. */
+    CHECK(shmbus_keyed_blackboard_key_count(r) == 3);
+    CHECK(shmbus_keyed_blackboard_capacity(r) == 16);
+    const char *first = shmbus_keyed_blackboard_key(r, 0);
+    CHECK(first != NULL && strcmp(first, "pose") == 0);
+    CHECK(strcmp(shmbus_keyed_blackboard_key(r, 1), "battery") == 0);
+    CHECK(strcmp(shmbus_keyed_blackboard_key(r, 2), "mode") == 0);
+    CHECK(shmbus_keyed_blackboard_key(r, 3) == NULL);
+    MESSAGE_HAS("out of range");
+    CHECK(shmbus_keyed_blackboard_key(r, SIZE_MAX) == NULL);
+    CHECK(shmbus_keyed_blackboard_key(NULL, 0) == NULL);
+    MESSAGE_HAS("NULL");
+    CHECK(shmbus_keyed_blackboard_key_count(NULL) == 0);
+    CHECK(shmbus_keyed_blackboard_capacity(NULL) == 0);
+
+    /* Each key its own value and version, 0 and nothing before its first write. */
+    char buf[16];
+    size_t len = 99;
+    uint64_t version = 99;
+    OK(shmbus_keyed_blackboard_read(r, "pose", buf, sizeof buf, &len, &version));
+    CHECK(len == 0 && version == 0);
+    OK(shmbus_keyed_blackboard_write(b, "battery", "87%", 3));
+    OK(shmbus_keyed_blackboard_write(b, "battery", "86%", 3));
+    OK(shmbus_keyed_blackboard_write(b, "pose", "x=1", 3));
+    OK(shmbus_keyed_blackboard_read(r, "battery", buf, sizeof buf, &len, &version));
+    CHECK(len == 3 && version == 2 && memcmp(buf, "86%", 3) == 0);
+    OK(shmbus_keyed_blackboard_read(r, "pose", buf, sizeof buf, &len, NULL));
+    CHECK(len == 3 && memcmp(buf, "x=1", 3) == 0);
+    OK(shmbus_keyed_blackboard_version(r, "pose", &version));
+    CHECK(version == 1);
+    OK(shmbus_keyed_blackboard_version(r, "mode", &version));
+    CHECK(version == 0);
+    OK(shmbus_keyed_blackboard_write(b, "mode", NULL, 0)); /* an empty value */
+    OK(shmbus_keyed_blackboard_read(r, "mode", NULL, 0, &len, &version));
+    CHECK(len == 0 && version == 1);
+
+    /* A key the board lacks: SHMBUS_ERR_UNKNOWN_KEY, with a message naming it, from every
+     * call that takes a key; keys are case-sensitive. */
+    shmbus_handler *h = NULL;
+    uint64_t newer = 0;
+    EXPECT(SHMBUS_ERR_UNKNOWN_KEY, shmbus_keyed_blackboard_write(b, "speed", "1", 1));
+    MESSAGE_HAS("\"speed\"");
+    MESSAGE_HAS("c.keyed");
+    EXPECT(SHMBUS_ERR_UNKNOWN_KEY, shmbus_keyed_blackboard_read(r, "Pose", buf, sizeof buf, &len, NULL));
+    MESSAGE_HAS("\"Pose\"");
+    EXPECT(SHMBUS_ERR_UNKNOWN_KEY, shmbus_keyed_blackboard_version(r, "speed", &version));
+    MESSAGE_HAS("\"speed\"");
+    EXPECT(SHMBUS_ERR_UNKNOWN_KEY, shmbus_keyed_blackboard_wait_newer(r, "speed", 0, 0, &newer));
+    MESSAGE_HAS("\"speed\"");
+    EXPECT(SHMBUS_ERR_UNKNOWN_KEY, shmbus_keyed_blackboard_on_update(r, "speed", 0, on_update, NULL, &h));
+    MESSAGE_HAS("\"speed\"");
+    CHECK(h == NULL);
+
+    /* Too large; too small, with the size needed and the value left as it was. */
+    char big[17] = {0};
+    EXPECT(SHMBUS_ERR_TOO_LARGE, shmbus_keyed_blackboard_write(b, "pose", big, sizeof big));
+    OK(shmbus_keyed_blackboard_write(b, "pose", big, 16));
+    len = 0;
+    EXPECT(SHMBUS_ERR_TOO_SMALL, shmbus_keyed_blackboard_read(r, "battery", buf, 2, &len, &version));
+    CHECK(len == 3);
+    EXPECT(SHMBUS_ERR_TOO_SMALL, shmbus_keyed_blackboard_read(r, "battery", NULL, 0, &len, NULL));
+    CHECK(len == 3);
+
+    /* NULL or non-UTF-8 keys, NULL handles and out-parameters: SHMBUS_ERR_INVALID. */
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_keyed_blackboard_write(b, NULL, "x", 1));
+    MESSAGE_HAS("key is NULL");
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_keyed_blackboard_read(r, NULL, buf, sizeof buf, &len, NULL));
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_keyed_blackboard_read(r, "\xff", buf, sizeof buf, &len, NULL));
+    MESSAGE_HAS("UTF-8");
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_keyed_blackboard_version(r, NULL, &version));
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_keyed_blackboard_version(r, "pose", NULL));
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_keyed_blackboard_wait_newer(r, NULL, 0, 0, &newer));
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_keyed_blackboard_on_update(r, NULL, 0, on_update, NULL, &h));
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_keyed_blackboard_on_update(r, "pose", 0, NULL, NULL, &h));
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_keyed_blackboard_on_update(r, "pose", 0, on_update, NULL, NULL));
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_keyed_blackboard_write(NULL, "pose", "x", 1));
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_keyed_blackboard_write(b, "pose", NULL, 1));
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_keyed_blackboard_read(r, "pose", NULL, 8, &len, NULL));
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_keyed_blackboard_read(r, "pose", buf, sizeof buf, NULL, NULL));
+
+    /* Waits: a timeout, a version already newer, and writes of other keys do not count. */
+    OK(shmbus_keyed_blackboard_version(r, "battery", &version));
+    EXPECT(SHMBUS_ERR_TIMEOUT, shmbus_keyed_blackboard_wait_newer(r, "battery", version, 0, &newer));
+    EXPECT(SHMBUS_ERR_TIMEOUT, shmbus_keyed_blackboard_wait_newer(r, "battery", version, 1000000, &newer));
+    OK(shmbus_keyed_blackboard_write(b, "pose", "x=2", 3));
+    OK(shmbus_keyed_blackboard_write(b, "mode", "auto", 4));
+    EXPECT(SHMBUS_ERR_TIMEOUT, shmbus_keyed_blackboard_wait_newer(r, "battery", version, 1000000, &newer));
+    OK(shmbus_keyed_blackboard_wait_newer(r, "battery", 0, -1, &newer));
+    CHECK(newer == version);
+    OK(shmbus_keyed_blackboard_wait_newer(r, "battery", 0, 0, NULL));
+
+    /* The wrong kind either way, and handles of the other type. */
+    shmbus_blackboard *plain = NULL;
+    OK(shmbus_blackboard_create("c.keyed.plain", 16, &plain));
+    shmbus_keyed_blackboard *k = NULL;
+    EXPECT(SHMBUS_ERR_MISMATCH, shmbus_keyed_blackboard_open("c.keyed.plain", &k));
+    EXPECT(SHMBUS_ERR_MISMATCH, shmbus_keyed_blackboard_create_or_open("c.keyed.plain", keys, 3, 16, NULL, &k));
+    shmbus_blackboard *as_plain = NULL;
+    EXPECT(SHMBUS_ERR_MISMATCH, shmbus_blackboard_open("c.keyed", &as_plain));
+    CHECK(as_plain == NULL);
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_keyed_blackboard_write((shmbus_keyed_blackboard *)plain, "pose", "x", 1));
+    MESSAGE_HAS("not a keyed blackboard");
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_blackboard_write((shmbus_blackboard *)b, "x", 1));
+    MESSAGE_HAS("not a blackboard");
+    CHECK(shmbus_keyed_blackboard_key_count((shmbus_keyed_blackboard *)plain) == 0);
+    shmbus_keyed_blackboard_close((shmbus_keyed_blackboard *)plain); /* refused: it lives on */
+    OK(shmbus_blackboard_write(plain, "x", 1));
+    shmbus_blackboard_close(plain);
+
+    /* create_or_open: an existing board keeps its keys and capacity; a new one is made with
+     * those given; options are honoured. */
+    const char *other_keys[] = {"other"};
+    OK(shmbus_keyed_blackboard_create_or_open("c.keyed", other_keys, 1, 64, NULL, &k));
+    CHECK(shmbus_keyed_blackboard_key_count(k) == 3 && shmbus_keyed_blackboard_capacity(k) == 16);
+    OK(shmbus_keyed_blackboard_version(k, "battery", &version));
+    CHECK(version == 2);
+    shmbus_keyed_blackboard_close(k);
+    shmbus_options *o = NULL;
+    OK(shmbus_options_create(&o));
+    OK(shmbus_options_set_persistent(o, 1));
+    OK(shmbus_keyed_blackboard_create_or_open("c.keyed.kept", other_keys, 1, 8, o, &k));
+    CHECK(shmbus_keyed_blackboard_key_count(k) == 1 && strcmp(shmbus_keyed_blackboard_key(k, 0), "other") == 0);
+    OK(shmbus_keyed_blackboard_write(k, "other", "v", 1));
+    shmbus_keyed_blackboard_close(k);
+    OK(shmbus_keyed_blackboard_open_with("c.keyed.kept", o, &k)); /* outlived its creator */
+    OK(shmbus_keyed_blackboard_read(k, "other", buf, sizeof buf, &len, &version));
+    CHECK(len == 1 && version == 1);
+    shmbus_keyed_blackboard_close(k);
+    OK(shmbus_remove("c.keyed.kept", o));
+    OK(shmbus_keyed_blackboard_create_with("c.keyed.with", keys, 1, 8, o, &k));
+    CHECK(shmbus_keyed_blackboard_key_count(k) == 1);
+    shmbus_keyed_blackboard_close(k);
+    OK(shmbus_remove("c.keyed.with", o));
+    shmbus_options_close(o);
+
+    /* Invalid key sets, refused before anything is created: no keys, a NULL array, a NULL
+     * or non-UTF-8 entry, an empty, too long or control-character key, duplicates, too many. */
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_keyed_blackboard_create("c.bad", keys, 0, 8, &k));
+    MESSAGE_HAS("0 keys");
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_keyed_blackboard_create("c.bad", NULL, 0, 8, &k));
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_keyed_blackboard_create("c.bad", NULL, 2, 8, &k));
+    MESSAGE_HAS("NULL");
+    const char *null_entry[] = {"a", NULL};
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_keyed_blackboard_create("c.bad", null_entry, 2, 8, &k));
+    MESSAGE_HAS("key 1 of 2 is NULL");
+    const char *not_utf8[] = {"a", "b\xff"};
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_keyed_blackboard_create("c.bad", not_utf8, 2, 8, &k));
+    MESSAGE_HAS("UTF-8");
+    const char *empty[] = {""};
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_keyed_blackboard_create("c.bad", empty, 1, 8, &k));
+    const char *too_long[] = {"k123456789012345678901234567890123456789012345678901234567890"};
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_keyed_blackboard_create("c.bad", too_long, 1, 8, &k));
+    const char *control[] = {"tab\there"};
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_keyed_blackboard_create("c.bad", control, 1, 8, &k));
+    const char *twice[] = {"pose", "mode", "pose"};
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_keyed_blackboard_create("c.bad", twice, 3, 8, &k));
+    MESSAGE_HAS("\"pose\" is given twice");
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_keyed_blackboard_create_or_open("c.keyed", twice, 3, 8, NULL, &k));
+    enum { TOO_MANY = 4097 };
+    const char **many = malloc(TOO_MANY * sizeof *many);
+    for (int i = 0; i < TOO_MANY; i++) many[i] = "k";
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_keyed_blackboard_create("c.bad", many, TOO_MANY, 8, &k));
+    MESSAGE_HAS("4097 keys");
+    free(many);
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_keyed_blackboard_create(NULL, keys, 3, 8, &k));
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_keyed_blackboard_create("c.bad", keys, 3, 8, NULL));
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_keyed_blackboard_create("bad name!", keys, 3, 8, &k));
+    EXPECT(SHMBUS_ERR_NOT_FOUND, shmbus_keyed_blackboard_open("c.bad", &k));
+
+    /* The key strings stay valid until the handle is closed. */
+    CHECK(strcmp(first, "pose") == 0 && first == shmbus_keyed_blackboard_key(r, 0));
+    shmbus_keyed_blackboard_close(r);
+    shmbus_keyed_blackboard_close(b);
+    EXPECT(SHMBUS_ERR_NOT_FOUND, shmbus_keyed_blackboard_open("c.keyed", &r));
+}
+
+/* Two threads write their own key through one shared handle while a third reads both. */
+struct keyed_writer {
+    shmbus_keyed_blackboard *board;
+    const char *key;
+    int failed;
+};
+
+enum { KEYED_WRITES = 500 };
+
+static void *write_key(void *arg) {
+    struct keyed_writer *w = arg;
+    char value[32];
+    for (int i = 1; i <= KEYED_WRITES; i++) {
+        int n = snprintf(value, sizeof value, "%s-%d", w->key, i);
+        if (shmbus_keyed_blackboard_write(w->board, w->key, value, (size_t)n) != SHMBUS_OK) w->failed = 1;
+    }
+    return NULL;
+}
+
+static void test_keyed_blackboard_threads(void) {
+    const char *keys[] = {"left", "right"};
+    shmbus_keyed_blackboard *b = NULL;
+    OK(shmbus_keyed_blackboard_create("c.keyed.threads", keys, 2, 32, &b));
+    struct keyed_writer left = {b, "left", 0}, right = {b, "right", 0};
+    pthread_t tl, tr;
+    pthread_create(&tl, NULL, write_key, &left);
+    pthread_create(&tr, NULL, write_key, &right);
+    /* Whatever a reader sees of a key is a whole value of that key, of its version. */
+    for (int i = 0; i < 200; i++) {
+        for (int k = 0; k < 2; k++) {
+            char buf[33], want[32];
+            size_t len;
+            uint64_t version;
+            OK(shmbus_keyed_blackboard_read(b, keys[k], buf, 32, &len, &version));
+            buf[len] = '\0';
+            if (version > 0) {
+                snprintf(want, sizeof want, "%s-%llu", keys[k], (unsigned long long)version);
+                CHECK(strcmp(buf, want) == 0);
+            } else {
+                CHECK(len == 0);
+            }
+        }
+    }
+    pthread_join(tl, NULL);
+    pthread_join(tr, NULL);
+    CHECK(!left.failed && !right.failed);
+    uint64_t version = 0;
+    OK(shmbus_keyed_blackboard_version(b, "left", &version));
+    CHECK(version == KEYED_WRITES);
+    OK(shmbus_keyed_blackboard_version(b, "right", &version));
+    CHECK(version == KEYED_WRITES);
+    shmbus_keyed_blackboard_close(b);
 }
 
 static void *echo_server(void *arg) {
@@ -462,6 +734,8 @@ int main(void) {
     test_backpressure_and_borrow();
     test_null_and_bad_handles();
     test_blackboard();
+    test_keyed_blackboard();
+    test_keyed_blackboard_threads();
     test_events();
     test_handlers();
     test_duplex();

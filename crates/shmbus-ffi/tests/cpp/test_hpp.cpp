@@ -89,6 +89,7 @@ static_assert(move_only_v<shmbus::subscriber>);
 static_assert(move_only_v<shmbus::loan>);
 static_assert(move_only_v<shmbus::sample>);
 static_assert(move_only_v<shmbus::blackboard>);
+static_assert(move_only_v<shmbus::keyed_blackboard>);
 static_assert(move_only_v<shmbus::event>);
 static_assert(move_only_v<shmbus::duplex>);
 static_assert(move_only_v<shmbus::segment>);
@@ -96,6 +97,7 @@ static_assert(move_only_v<shmbus::handler>);
 static_assert(std::is_base_of_v<std::runtime_error, shmbus::error>);
 static_assert(std::is_base_of_v<shmbus::error, shmbus::timeout_error>);
 static_assert(std::is_base_of_v<shmbus::error, shmbus::lagged_error>);
+static_assert(std::is_base_of_v<shmbus::error, shmbus::unknown_key_error>);
 
 // ---------------------------------------------------------------------------------------
 
@@ -119,6 +121,8 @@ void test_basics() {
     CHECK(CATCH_AS(shmbus::permission_error, shmbus::check(SHMBUS_ERR_PERMISSION)));
     CHECK(CATCH_AS(shmbus::too_small_error, shmbus::check(SHMBUS_ERR_TOO_SMALL)));
     CHECK(CATCH_AS(shmbus::lagged_error, shmbus::check(SHMBUS_ERR_LAGGED)));
+    CHECK(CATCH_AS(shmbus::unknown_key_error, shmbus::check(SHMBUS_ERR_UNKNOWN_KEY)));
+    CHECK(shmbus::status_name(SHMBUS_ERR_UNKNOWN_KEY) == "SHMBUS_ERR_UNKNOWN_KEY");
 
     // An invalid namespace is refused, with a message.
     auto bad = CATCH_AS(shmbus::invalid_error, shmbus::options().namespace_("not a namespace!"));
@@ -667,6 +671,107 @@ void test_blackboard(const shmbus::options& opts) {
     CHECK(CATCH_AS(std::runtime_error, h1.stop()));
 }
 
+void test_keyed_blackboard(const shmbus::options& opts) {
+    using keys = std::vector<std::string>;
+    auto b = shmbus::keyed_blackboard::create("kb.robot", {"pose", "battery", "mode"}, 32, &opts);
+    CHECK(b.keys() == (keys{"pose", "battery", "mode"}));
+    CHECK(b.key_count() == 3 && b.capacity() == 32);
+    auto [v0, d0] = b.read("pose");
+    CHECK(v0 == 0 && d0.empty());
+    CHECK(b.version("pose") == 0);
+
+    // Each key its own value and version; another handle sees them.
+    b.write("battery", "87%");
+    b.write("battery", std::vector<uint8_t>{'8', '6', '%'});
+    b.write("pose", bytes_view("x=1", 3));
+    auto reader = shmbus::keyed_blackboard::open("kb.robot", &opts);
+    CHECK(reader.keys() == b.keys() && reader.capacity() == 32);
+    CHECK(reader.read("battery") == std::make_pair(uint64_t{2}, std::vector<uint8_t>{'8', '6', '%'}));
+    CHECK(reader.version("pose") == 1 && reader.version("mode") == 0);
+    uint64_t ver = 0;
+    char buf[32];
+    size_t n = reader.read_into("pose", buf, sizeof buf, &ver);
+    CHECK(ver == 1 && std::string(buf, n) == "x=1");
+
+    // A key the board lacks, on every call that takes one: unknown_key_error naming it.
+    auto uk = CATCH_AS(shmbus::unknown_key_error, reader.read("speed"));
+    CHECK(uk && uk->status() == SHMBUS_ERR_UNKNOWN_KEY);
+    CHECK(uk && uk->message().find("speed") != std::string::npos);
+    CHECK(CATCH_AS(shmbus::unknown_key_error, b.write("speed", "1")));
+    CHECK(CATCH_AS(shmbus::unknown_key_error, reader.read_into("speed", buf, sizeof buf)));
+    CHECK(CATCH_AS(shmbus::unknown_key_error, reader.version("speed")));
+    CHECK(CATCH_AS(shmbus::unknown_key_error, reader.wait_newer("speed", 0, 0ns)));
+    CHECK(CATCH_AS(shmbus::unknown_key_error,
+                   reader.on_update("speed", [](bytes_view, uint64_t, uint64_t) {})));
+
+    // Buffer too small, value too large.
+    auto ts = CATCH_AS(shmbus::too_small_error, reader.read_into("battery", buf, 2));
+    CHECK(ts && ts->needed() == 3);
+    CHECK(CATCH_AS(shmbus::too_large_error, b.write("mode", pattern(33, 1))));
+    auto full = pattern(32, 9);
+    b.write("mode", full);
+    CHECK(reader.read("mode").second == full);
+
+    // Invalid key sets, a taken name, the wrong kind.
+    CHECK(CATCH_AS(shmbus::invalid_error, shmbus::keyed_blackboard::create("kb.dup", {"a", "a"}, 8, &opts)));
+    CHECK(CATCH_AS(shmbus::invalid_error, shmbus::keyed_blackboard::create("kb.none", {}, 8, &opts)));
+    CHECK(CATCH_AS(shmbus::invalid_error, shmbus::keyed_blackboard::create("kb.empty", {""}, 8, &opts)));
+    CHECK(CATCH_AS(shmbus::exists_error, shmbus::keyed_blackboard::create("kb.robot", {"x"}, 8, &opts)));
+    CHECK(CATCH_AS(shmbus::not_found_error, shmbus::keyed_blackboard::open("kb.missing", &opts)));
+    auto plain = shmbus::blackboard::create("kb.plain", 8, &opts);
+    CHECK(CATCH_AS(shmbus::mismatch_error, shmbus::keyed_blackboard::open("kb.plain", &opts)));
+    CHECK(CATCH_AS(shmbus::mismatch_error, shmbus::blackboard::open("kb.robot", &opts)));
+    // An existing board keeps its own keys and capacity.
+    {
+        auto other = shmbus::keyed_blackboard::create_or_open("kb.robot", {"other"}, 64, &opts);
+        CHECK(other.keys() == b.keys() && other.capacity() == 32);
+        CHECK(other.version("battery") == 2);
+    }
+    auto made = shmbus::keyed_blackboard::create_or_open("kb.made", {"k"}, 8, &opts);
+    CHECK(made.keys() == keys{"k"});
+
+    // A waiter on one key: a write of another key does not wake it, one of its key does.
+    CHECK(!reader.wait_newer("pose", 1, 20ms));
+    std::thread writer([&b] {
+        std::this_thread::sleep_for(20ms);
+        b.write("battery", "85%");
+        b.write("pose", "x=2");
+    });
+    auto newer = reader.wait_newer("pose", 1, 5s);
+    writer.join();
+    CHECK(newer == std::optional<uint64_t>(2));
+    CHECK(reader.version("battery") == 3);
+
+    // on_update of one key sees that key's versions only, each with its own value.
+    std::mutex mu;
+    std::vector<std::pair<uint64_t, std::string>> seen;
+    shmbus::handler h = reader.on_update(
+        "mode",
+        [&](bytes_view data, uint64_t version, uint64_t) {
+            std::lock_guard<std::mutex> lock(mu);
+            seen.emplace_back(version, data.to_string());
+        },
+        reader.version("mode"));
+    uint64_t base = reader.version("mode");
+    constexpr uint64_t writes = 20;
+    for (uint64_t i = 1; i <= writes; ++i) {
+        b.write("pose", "p" + std::to_string(i));
+        b.write("mode", "m" + std::to_string(base + i));
+    }
+    CHECK(wait_until([&] {
+        std::lock_guard<std::mutex> lock(mu);
+        return !seen.empty() && seen.back().first == base + writes;
+    }));
+    auto stats = h.stop();
+    bool only_mode = true;
+    for (const auto& [version, value] : seen) {
+        if (value != "m" + std::to_string(version)) only_mode = false;
+    }
+    CHECK(only_mode);
+    CHECK(stats.delivered == seen.size() && stats.delivered + stats.skipped == writes);
+    CHECK(CATCH_AS(shmbus::invalid_error, reader.on_update("mode", nullptr)));
+}
+
 void test_event(const shmbus::options& opts) {
     // Auto-reset: a set releases one waiter and is taken by it.
     auto e = shmbus::event::create("ev.auto", false, &opts);
@@ -825,6 +930,15 @@ void test_moves(const shmbus::options& opts) {
     CHECK(b1.version() == 0 && b2.version() == 1);
     CHECK(CATCH_AS(shmbus::invalid_error, b1.write("y")));
 
+    auto k1 = shmbus::keyed_blackboard::create("mv.keyed", {"k"}, 8, &opts);
+    shmbus::keyed_blackboard k2;
+    k2 = std::move(k1);
+    k2.write("k", "x");
+    CHECK(!k1 && k2 && k2.version("k") == 1);
+    CHECK(k1.key_count() == 0 && k1.capacity() == 0 && k1.keys().empty());
+    CHECK(CATCH_AS(shmbus::invalid_error, k1.write("k", "y")));
+    CHECK(CATCH_AS(shmbus::invalid_error, k1.version("k")));
+
     auto e1 = shmbus::event::create("mv.event", true, &opts);
     shmbus::event e2;
     e2 = std::move(e1);
@@ -883,6 +997,7 @@ int main(int argc, char** argv) {
         {"disconnected", [&] { test_disconnected(opts); }},
         {"on_message", [&] { test_on_message(opts); }},
         {"blackboard", [&] { test_blackboard(opts); }},
+        {"keyed_blackboard", [&] { test_keyed_blackboard(opts); }},
         {"event", [&] { test_event(opts); }},
         {"duplex", [&] { test_duplex(opts); }},
         {"segment", [&] { test_segment(opts); }},
