@@ -4,6 +4,9 @@
 //! `peer`), pinned to cores 0 and 1 when there are two.
 //!
 //! `cargo run --release -p shmbus-vs-iceoryx2 -- [--quick]`
+//!
+//! `boards` compares blackboards instead (shmbus, iceoryx2, mmap-sync and two floors): see
+//! [`boards`]. `cargo run --release -p shmbus-vs-iceoryx2 -- boards [--quick] [--json]`
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
@@ -13,6 +16,9 @@ use anyhow::{bail, Context};
 use hdrhistogram::Histogram;
 use iceoryx2::port::backpressure_strategy::BackpressureStrategy;
 use iceoryx2::prelude::*;
+
+mod boards;
+mod probe;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Case {
@@ -66,6 +72,11 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     iceoryx2::prelude::set_log_level(iceoryx2::prelude::LogLevel::Error);
     let argv: Vec<String> = std::env::args().collect();
+    match argv.get(1).map(String::as_str) {
+        Some("boards") => return boards::run(&argv[2..]),
+        Some(boards::PEER_ARG) => return boards::peer(&argv[2..]),
+        _ => {}
+    }
     if argv.get(1).map(String::as_str) == Some("peer") {
         pin(argv[6].parse()?)?;
         let args = Args {

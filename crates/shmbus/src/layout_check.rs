@@ -21,7 +21,7 @@ use crate::protocol::event_state::{EventMode, EventState};
 use crate::protocol::latch::{BoardControl, LatchWords, MAX_COPIES, MIN_COPIES};
 use crate::protocol::layout::MAX_CAPACITY;
 use crate::protocol::layout::{
-    board_stride, key_table_size, BOARD_COPIES, BOARD_CONTROL, KEY_ENTRY, MAX_BOARD_CAPACITY,
+    board_stride, key_table_size, BOARD_CONTROL, BOARD_COPIES, KEY_ENTRY, MAX_BOARD_CAPACITY,
     MAX_BOARD_KEYS,
 };
 use crate::protocol::padded::Padded;

@@ -132,8 +132,11 @@ pub(crate) struct Latch<'a> {
 }
 
 impl<'a> Latch<'a> {
-    /// A latch over `ctl` and `data` (all copies). Panics on a shape the caller should
-    /// have validated (copies outside `2..=8`, `data` too short): a shmbus bug.
+    /// A latch over `ctl` and `data` (all copies). The shape (copies in `2..=8`,
+    /// `capacity ≤ stride_words * 8`, `data` long enough) was validated when the object
+    /// was opened; a wrong one is a shmbus bug, which debug builds assert and release
+    /// builds turn into a panic on the first out-of-range slice (never a wild access).
+    #[inline]
     pub(crate) fn new(
         ctl: &'a BoardControl,
         data: &'a [AtomicU64],
@@ -141,9 +144,9 @@ impl<'a> Latch<'a> {
         copies: u32,
         stride_words: usize,
     ) -> Latch<'a> {
-        assert!((MIN_COPIES..=MAX_COPIES).contains(&copies));
-        assert!(capacity <= stride_words * 8 && capacity <= u32::MAX as usize);
-        assert!(data.len() >= stride_words * copies as usize);
+        debug_assert!((MIN_COPIES..=MAX_COPIES).contains(&copies));
+        debug_assert!(capacity <= stride_words * 8 && capacity <= u32::MAX as usize);
+        debug_assert!(data.len() >= stride_words * copies as usize);
         Latch {
             ctl,
             data,
@@ -154,26 +157,46 @@ impl<'a> Latch<'a> {
     }
 
     /// The words of copy `c` that can hold a value.
+    #[inline]
     fn copy(&self, c: usize) -> &'a [AtomicU64] {
         let start = c * self.stride_words;
         &self.data[start..start + self.capacity.div_ceil(8)]
     }
 
+    /// The copy that holds `version`: `version % copies`, a mask for the usual power of
+    /// two (a division costs more than the rest of a small read).
+    #[inline]
     fn copy_of(&self, version: u64) -> usize {
-        (version % u64::from(self.copies)) as usize
+        let copies = u64::from(self.copies);
+        if copies.is_power_of_two() {
+            (version & (copies - 1)) as usize
+        } else {
+            (version % copies) as usize
+        }
     }
 
-    /// Writes `src` (caller checked `src.len() <= capacity`) as writer `me` (non-zero).
-    /// `alive(slot)` tells whether the writer in `slot` still lives. Returns the new version.
+    /// Writes `src` (caller checked `src.len() <= capacity`) as writer `me` (non-zero),
+    /// waiting up to `patience` for another live writer. `alive(slot)` tells whether the
+    /// writer in `slot` still lives. Returns the new version.
+    #[inline]
     pub(crate) fn write(
         &self,
         src: &[u8],
         me: u32,
-        deadline: Deadline,
+        patience: Duration,
         alive: &dyn Fn(u32) -> bool,
     ) -> Result<u64, WriteError> {
         debug_assert!(me != 0 && src.len() <= self.capacity);
-        self.lock(me, deadline, alive)?;
+        // SYNC: Acquire pairs with the Release store of 0 by the previous writer.
+        if self
+            .ctl
+            .w
+            .writer
+            .compare_exchange(0, me, Acquire, Relaxed)
+            .is_err()
+        {
+            self.lock(me, patience, alive)?;
+        }
         let w = &*self.ctl.w;
         let v = w.latest.load(Relaxed).wrapping_add(1);
         let c = self.copy_of(v);
@@ -198,14 +221,18 @@ impl<'a> Latch<'a> {
         Ok(v)
     }
 
+    /// The write lock's slow path, when the first try found it held: the clock is read only
+    /// here, so an uncontended write never reads it.
+    #[cold]
     fn lock(
         &self,
         me: u32,
-        deadline: Deadline,
+        patience: Duration,
         alive: &dyn Fn(u32) -> bool,
     ) -> Result<(), WriteError> {
         let writer = &self.ctl.w.writer;
         let start = Instant::now();
+        let deadline = Deadline::after(Some(patience));
         let mut tries = 0u32;
         loop {
             // SYNC: Acquire pairs with the Release store of 0 by the previous writer.
@@ -244,30 +271,53 @@ impl<'a> Latch<'a> {
 
     /// Copies the newest value into `dst`; returns `(version, len)`. Version 0 is the empty
     /// value of a board nobody wrote yet.
+    #[inline]
     pub(crate) fn read_into(&self, dst: &mut [u8]) -> Result<(u64, usize), ReadError> {
+        match self.attempt(dst) {
+            Some(done) => done,
+            None => self.read_lapped(dst),
+        }
+    }
+
+    /// One attempt at a read: `None` when it was lapped.
+    #[inline(always)]
+    fn attempt(&self, dst: &mut [u8]) -> Option<Result<(u64, usize), ReadError>> {
         let w = &*self.ctl.w;
+        // SYNC: Acquire pairs with the writer's Release store of `latest`.
+        let v = w.latest.load(Acquire);
+        let c = self.copy_of(v);
+        let len = w.len[c].load(Relaxed) as usize;
+        let fits = len <= self.capacity && len <= dst.len();
+        if fits {
+            load_bytes(self.copy(c), &mut dst[..len]);
+        }
+        // SYNC: pairs with the writer's fence(Release).
+        fence(Acquire);
+        if w.writing.load(Relaxed).wrapping_sub(v) >= u64::from(self.copies) {
+            return None;
+        }
+        // A whole value: now its length is a claim we can judge.
+        Some(if fits {
+            Ok((v, len))
+        } else if len > self.capacity {
+            Err(ReadError::Corrupt(len as u64))
+        } else {
+            Err(ReadError::BufferTooSmall(len))
+        })
+    }
+
+    /// The attempts after a first one that was lapped: each starts again from the newest
+    /// value, at once; after [`READ_PATIENCE`] of failures, [`ReadError::Busy`].
+    #[cold]
+    #[inline(never)]
+    fn read_lapped(&self, dst: &mut [u8]) -> Result<(u64, usize), ReadError> {
         let mut start = None;
         let mut tries = 0u32;
         loop {
-            // SYNC: Acquire pairs with the writer's Release store of `latest`.
-            let v = w.latest.load(Acquire);
-            let c = self.copy_of(v);
-            let len = w.len[c].load(Relaxed) as usize;
-            let fits = (len <= self.capacity).then_some(len);
-            if let Some(n) = fits.filter(|&n| n <= dst.len()) {
-                load_bytes(self.copy(c), &mut dst[..n]);
+            backoff();
+            if let Some(done) = self.attempt(dst) {
+                return done;
             }
-            // SYNC: pairs with the writer's fence(Release).
-            fence(Acquire);
-            if w.writing.load(Relaxed).wrapping_sub(v) < u64::from(self.copies) {
-                // A whole value: now its length is a claim we can judge.
-                return match fits {
-                    None => Err(ReadError::Corrupt(len as u64)),
-                    Some(n) if n > dst.len() => Err(ReadError::BufferTooSmall(n)),
-                    Some(n) => Ok((v, n)),
-                };
-            }
-            // Lapped: the next attempt starts from the newest value, at once.
             tries = tries.wrapping_add(1);
             if tries.is_multiple_of(CHECK_EVERY) {
                 let started = *start.get_or_insert_with(Instant::now);
@@ -275,7 +325,6 @@ impl<'a> Latch<'a> {
                     return Err(ReadError::Busy(started.elapsed()));
                 }
             }
-            backoff();
         }
     }
 

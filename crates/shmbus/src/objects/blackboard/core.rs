@@ -22,25 +22,39 @@ const WRITE_PATIENCE: Duration = Duration::from_secs(1);
 /// Where the words of board `index` of an object are. A plain board is one board and no
 /// key table (`keys == 0`); a keyed one has `keys` boards after a table of `keys` entries.
 /// Then come every board's control block, then every board's copies (LAYOUT.md, section 6).
+/// The offsets are worked out once, when the object is opened, so that finding a board's
+/// latch on every read and write costs two multiplications.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Shape {
     pub keys: usize,
     pub capacity: usize,
     pub copies: u32,
+    /// 8-byte words from one copy to the next.
+    stride_words: usize,
+    /// Byte offset of board 0's control block.
+    controls: usize,
+    /// Byte offset of board 0's first copy.
+    data: usize,
 }
 
 impl Shape {
     /// The shape a validated header describes (`max_slots`: the keys of a keyed board).
     pub(crate) fn of(seg: &Segment) -> Shape {
         let f = seg.header().fields;
+        let keys = if seg.header().kind == crate::kind::Kind::KeyedBlackboard {
+            f.max_slots as usize
+        } else {
+            0
+        };
+        let capacity = f.capacity as usize;
+        let controls = HEADER_SIZE + key_table_size(keys as u64) as usize;
         Shape {
-            keys: if seg.header().kind == crate::kind::Kind::KeyedBlackboard {
-                f.max_slots as usize
-            } else {
-                0
-            },
-            capacity: f.capacity as usize,
+            keys,
+            capacity,
             copies: f.kind_flags(),
+            stride_words: (board_stride(capacity as u64) / 8) as usize,
+            controls,
+            data: controls + keys.max(1) * std::mem::size_of::<BoardControl>(),
         }
     }
 
@@ -49,22 +63,16 @@ impl Shape {
         self.keys.max(1)
     }
 
-    fn stride_words(&self) -> usize {
-        (board_stride(self.capacity as u64) / 8) as usize
-    }
-
     /// The latch of board `index` (< `boards()`) of a validated object.
+    #[inline]
     pub(crate) fn latch<'a>(&self, seg: &'a Segment, index: usize) -> Latch<'a> {
-        let controls = HEADER_SIZE + key_table_size(self.keys as u64) as usize;
-        let control_size = std::mem::size_of::<BoardControl>();
-        let words = self.stride_words() * self.copies as usize;
-        let data = controls + self.boards() * control_size + index * words * 8;
+        let words = self.stride_words * self.copies as usize;
         Latch::new(
-            seg.at::<BoardControl>(controls + index * control_size),
-            seg.slice::<AtomicU64>(data, words),
+            seg.at::<BoardControl>(self.controls + index * std::mem::size_of::<BoardControl>()),
+            seg.slice::<AtomicU64>(self.data + index * words * 8, words),
             self.capacity,
             self.copies,
-            self.stride_words(),
+            self.stride_words,
         )
     }
 }
@@ -95,6 +103,7 @@ impl Core {
     }
 
     /// The latch of board `index`.
+    #[inline]
     pub(super) fn latch(&self, index: usize) -> Latch<'_> {
         self.shape.latch(&self.seg, index)
     }
@@ -117,13 +126,14 @@ impl Core {
         let me = self.writer_slot()?;
         let alive = |slot| self.alive(slot);
         self.latch(index)
-            .write(data, me, Deadline::after(Some(WRITE_PATIENCE)), &alive)
+            .write(data, me, WRITE_PATIENCE, &alive)
             .map_err(|WriteError::Busy(waited)| Error::Busy {
                 name: what(),
                 waited,
             })
     }
 
+    #[inline]
     pub(super) fn read_into(
         &self,
         index: usize,
@@ -131,21 +141,26 @@ impl Core {
         what: impl Fn() -> String,
     ) -> Result<(u64, usize)> {
         let buf_len = buf.len();
-        self.latch(index).read_into(buf).map_err(|e| match e {
-            ReadError::Busy(waited) => Error::Busy {
-                name: what(),
-                waited,
-            },
+        self.latch(index)
+            .read_into(buf)
+            .map_err(|e| self.read_error(e, what(), buf_len))
+    }
+
+    /// The error of a failed read (out of line: the read path stays small).
+    #[cold]
+    fn read_error(&self, e: ReadError, name: String, buf_len: usize) -> Error {
+        match e {
+            ReadError::Busy(waited) => Error::Busy { name, waited },
             ReadError::Corrupt(len) => Error::Corrupt {
-                name: what(),
+                name,
                 reason: format!("value length {len} exceeds the capacity {}", self.capacity),
             },
             ReadError::BufferTooSmall(needed) => Error::BufferTooSmall {
-                name: what(),
+                name,
                 needed,
                 len: buf_len,
             },
-        })
+        }
     }
 
     pub(super) fn wait_newer(

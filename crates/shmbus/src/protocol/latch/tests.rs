@@ -40,9 +40,7 @@ const ALIVE: &dyn Fn(u32) -> bool = &|_| true;
 const DEAD: &dyn Fn(u32) -> bool = &|_| false;
 
 fn write(latch: &Latch<'_>, value: &[u8]) -> u64 {
-    latch
-        .write(value, 1, Deadline::after(None), ALIVE)
-        .expect("write")
+    latch.write(value, 1, Duration::MAX, ALIVE).expect("write")
 }
 
 proptest! {
@@ -141,12 +139,7 @@ fn a_dead_writer_mid_write_is_invisible_to_readers_and_taken_over() {
     assert_eq!(&buf[..6], b"before");
     // The next writer takes the lock over and writes version 2 whole.
     let v = latch
-        .write(
-            b"after",
-            2,
-            Deadline::after(Some(Duration::from_secs(1))),
-            DEAD,
-        )
+        .write(b"after", 2, Duration::from_secs(1), DEAD)
         .unwrap();
     assert_eq!(v, 2);
     assert_eq!(latch.read_into(&mut buf), Ok((2, 5)));
@@ -157,12 +150,9 @@ fn a_dead_writer_mid_write_is_invisible_to_readers_and_taken_over() {
 fn live_holder_makes_writers_busy() {
     let board = Board::new(16, 2);
     board.ctl.w.writer.store(7, Relaxed);
-    let r = board.latch().write(
-        b"x",
-        2,
-        Deadline::after(Some(Duration::from_millis(20))),
-        ALIVE,
-    );
+    let r = board
+        .latch()
+        .write(b"x", 2, Duration::from_millis(20), ALIVE);
     assert!(matches!(r, Err(WriteError::Busy(_))));
 }
 
