@@ -19,7 +19,7 @@ use crate::pybuf::Input;
 /// Waits in slices until `attempt(slice)` gives a value or `timeout` passes (`None` then),
 /// looking at signals between slices.
 /// `Closed` (naming `what`) as soon as `closed()` says the handle was closed meanwhile.
-fn wait_value<T: Send>(
+pub(crate) fn wait_value<T: Send>(
     py: Python<'_>,
     timeout: Option<Duration>,
     closed_now: impl Fn(Python<'_>) -> Option<String>,
@@ -217,7 +217,8 @@ impl PyBlackboard {
     /// the returned guard is stopped.
     fn on_update(&self, py: Python<'_>, callback: Py<PyAny>) -> PyResult<Py<HandlerGuard>> {
         let g = self.get(py)?;
-        crate::handler::on_update(py, g.as_ref().expect("checked"), callback)
+        let board = g.as_ref().expect("checked");
+        crate::handler::on_update(py, |f| board.on_update(f), callback)
     }
 
     /// Closes this handle (the blackboard is removed when its creator closes, unless

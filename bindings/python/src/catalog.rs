@@ -14,6 +14,7 @@ fn kind_name(kind: Kind) -> &'static str {
         Kind::Event => "event",
         Kind::Blackboard => "blackboard",
         Kind::Channel => "channel",
+        Kind::KeyedBlackboard => "keyed-blackboard",
         _ => "unknown",
     }
 }

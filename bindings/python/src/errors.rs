@@ -22,6 +22,7 @@ fn class_name(e: &shmbus::Error) -> &'static str {
         E::TooSmall { .. } | E::Corrupt { .. } | E::NotReady { .. } | E::Sparse { .. } => "Corrupt",
         E::ConfigMismatch { .. } | E::InvalidConfig { .. } => "InvalidConfig",
         E::TooLarge { .. } | E::BufferTooSmall { .. } => "TooLarge",
+        E::UnknownKey { .. } => "UnknownKey",
         E::Busy { .. } => "Busy",
         E::HandlerPanicked { .. } => "HandlerError",
         E::PublisherExists { .. } => "PublisherExists",
@@ -62,16 +63,25 @@ pub fn to_py(py: Python<'_>, e: shmbus::Error) -> PyErr {
     let name = class_name(&e);
     let message = e.to_string();
     match e {
-        shmbus::Error::Lagged { lost } => lagged(py, message, lost),
+        shmbus::Error::Lagged { lost } => with_attribute(py, name, message, "lost", lost),
+        shmbus::Error::UnknownKey { key, .. } => with_attribute(py, name, message, "key", key),
         _ => exception(py, name, message),
     }
 }
 
-fn lagged(py: Python<'_>, message: String, lost: u64) -> PyErr {
+/// An exception of class `name` whose constructor also takes `attribute=value` (`Lagged`'s
+/// `lost`, `UnknownKey`'s `key`).
+fn with_attribute<'py>(
+    py: Python<'py>,
+    name: &str,
+    message: String,
+    attribute: &str,
+    value: impl IntoPyObject<'py>,
+) -> PyErr {
     let build = || -> PyResult<PyErr> {
-        let class = errors_module(py)?.getattr("Lagged")?;
+        let class = errors_module(py)?.getattr(name)?;
         let kwargs = PyDict::new(py);
-        kwargs.set_item("lost", lost)?;
+        kwargs.set_item(attribute, value)?;
         Ok(PyErr::from_value(class.call((message,), Some(&kwargs))?))
     };
     build().unwrap_or_else(|e| e)

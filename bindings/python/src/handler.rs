@@ -207,31 +207,32 @@ pub fn on_message(
     register(py, HandlerGuard::new(guard, shared))
 }
 
-/// `Blackboard.on_update`: `callback(version, value)` for each new version.
+/// What shmbus calls for each new version of a board (or of one key of a keyed board).
+pub type UpdateFn = Box<dyn for<'a> FnMut(shmbus::Update<'a>) + Send>;
+
+/// `Blackboard.on_update`, `BoardKey.on_update`: `callback(version, value)` for each new
+/// version; `start` hands the Rust handler to the board's own `on_update`.
 pub fn on_update(
     py: Python<'_>,
-    board: &shmbus::Blackboard,
+    start: impl FnOnce(UpdateFn) -> shmbus::Result<shmbus::HandlerGuard> + Send,
     callback: Py<PyAny>,
 ) -> PyResult<Py<HandlerGuard>> {
     let shared = Arc::new(Shared::default());
     let s = shared.clone();
-    let guard = py
-        .detach(|| {
-            board.on_update(move |u| {
-                s.lost.fetch_add(u.skipped, Relaxed);
-                let version = u.version;
-                s.call(&callback, |py| {
-                    PyTuple::new(
-                        py,
-                        [
-                            version.into_pyobject(py)?.into_any(),
-                            PyBytes::new(py, u.data).into_any(),
-                        ],
-                    )
-                });
-            })
-        })
-        .py(py)?;
+    let handler: UpdateFn = Box::new(move |u| {
+        s.lost.fetch_add(u.skipped, Relaxed);
+        let version = u.version;
+        s.call(&callback, |py| {
+            PyTuple::new(
+                py,
+                [
+                    version.into_pyobject(py)?.into_any(),
+                    PyBytes::new(py, u.data).into_any(),
+                ],
+            )
+        });
+    });
+    let guard = py.detach(|| start(handler)).py(py)?;
     register(py, HandlerGuard::new(guard, shared))
 }
 

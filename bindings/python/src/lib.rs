@@ -2,8 +2,8 @@
 //!
 //! `shmbus/__init__.py` re-exports everything from here, with the exceptions of
 //! `shmbus/_errors.py`. Layout: `publisher` (Publisher, Loan), `subscriber` (Subscriber, Borrowed),
-//! `recv_async`, `channel` (what they share), `board`
-//! (Blackboard, Event), `duplex`, `handler` (receive handlers), `catalog` (list, gc,
+//! `recv_async`, `channel` (what they share), `board` (Blackboard, Event), `keyed`
+//! (KeyedBlackboard, BoardKey), `duplex`, `handler` (receive handlers), `catalog` (list, gc,
 //! remove), `pybuf` (the buffer protocol: reading callers' buffers, lending ring bytes),
 //! `opts` (keyword options, timeouts, waiting), `errors`.
 #![deny(unsafe_code)]
@@ -14,6 +14,7 @@ mod channel;
 mod duplex;
 mod errors;
 mod handler;
+mod keyed;
 mod opts;
 mod publisher;
 mod pybuf;
@@ -31,6 +32,8 @@ fn _shmbus(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<subscriber::PySubscriber>()?;
     m.add_class::<subscriber::Borrowed>()?;
     m.add_class::<board::PyBlackboard>()?;
+    m.add_class::<keyed::PyKeyedBlackboard>()?;
+    m.add_class::<keyed::PyBoardKey>()?;
     m.add_class::<board::PyEvent>()?;
     m.add_class::<duplex::PyDuplex>()?;
     m.add_class::<handler::HandlerGuard>()?;

@@ -60,6 +60,17 @@ BOARD_WRITER = 148  # 128 + 20: the latch's `writer` word
 BOARD_WAITERS = 256
 
 
+def keyed_control(key: int, keys: int) -> int:
+    """Offset of the control block of key number ``key`` in a keyed blackboard of ``keys``
+    keys (LAYOUT.md 6.1): after the header and the key table. Its ``writer`` word is at +20,
+    its ``waiters`` word at +128, as a plain board's (``BOARD_WRITER``, ``BOARD_WAITERS``)."""
+    table = (64 * keys + 127) // 128 * 128
+    return 128 + table + 256 * key
+
+
+KEY_TABLE = 128  # entry k at 128 + 64 k: `len` (u32), then the key's bytes
+
+
 def _sleeping(proc_dir: str) -> bool:
     """Whether the thread at ``proc_dir`` (/proc/PID or /proc/self/task/TID) sleeps in a
     blocking syscall."""

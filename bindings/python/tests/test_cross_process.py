@@ -310,6 +310,7 @@ import asyncio, shmbus
 p = shmbus.Publisher("sig", mode="{mode}", capacity=256)
 s = shmbus.Subscriber("sig")
 b = shmbus.Blackboard.create("sigb", 8)
+kb = shmbus.KeyedBlackboard.create("sigk", ["a", "b"], 8)
 e = shmbus.Event.create("sige")
 server = shmbus.Duplex.listen("sigd")
 """
@@ -326,6 +327,8 @@ BLOCKING_CALLS = {
     "wait_subscribers": ("lossy", "p.wait_subscribers(2)"),
     "Event.wait": ("lossy", "e.wait()"),
     "Blackboard.wait_newer": ("lossy", "b.wait_newer(0)"),
+    "KeyedBlackboard.wait_newer": ("lossy", "kb.wait_newer('a', 0)"),
+    "BoardKey.wait_newer": ("lossy", "kb.key('b').wait_newer(0)"),
     "Duplex.recv": ("lossy", "server.recv()"),
 }
 
@@ -381,6 +384,8 @@ p = shmbus.Publisher("leak", mode="backpressure", capacity=4096)
 b = shmbus.Blackboard.create("leakb", 64)
 b.write(b"v")
 e = shmbus.Event.create("leake")
+kb = shmbus.KeyedBlackboard.create("leakk", ["a", "b"], 64)
+kb.write("a", b"v")
 
 def subscriber():
     s = shmbus.Subscriber("leak")
@@ -403,6 +408,22 @@ def board():
 def board_with():
     with shmbus.Blackboard.open("leakb") as o:
         o.version
+
+def keyed():
+    o = shmbus.KeyedBlackboard.open("leakk")
+    assert o.read("a") == (1, b"v")
+    assert o.key("b").version == 0
+    o.close()
+
+def keyed_with():
+    with shmbus.KeyedBlackboard.open("leakk") as o:
+        o.key("a").read()
+
+def keyed_created():
+    shmbus.KeyedBlackboard.create("leakkc", ["x", "y"], 8).close()
+
+def keyed_handler():
+    kb.key("b").on_update(lambda v, d: None).stop()
 
 def event():
     o = shmbus.Event.open("leake")
@@ -432,12 +453,16 @@ cycles = {
     "subscriber_dropped": (subscriber_dropped, 10000),
     "board": (board, 10000),
     "board_with": (board_with, 10000),
+    "keyed": (keyed, 10000),
+    "keyed_with": (keyed_with, 10000),
     "event": (event, 10000),
     "event_with": (event_with, 10000),
     "publisher": (publisher, 2000),
     "board_created": (board_created, 2000),
+    "keyed_created": (keyed_created, 2000),
     "duplex": (duplex, 1000),
     "handler": (handler, 1000),
+    "keyed_handler": (keyed_handler, 1000),
 }
 result = {}
 for name, (cycle, n) in cycles.items():

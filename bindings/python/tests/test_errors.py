@@ -34,6 +34,7 @@ BUILTIN_BASES = {
     "InvalidConfig": ValueError,
     "TooLarge": ValueError,
     "Closed": ValueError,
+    "UnknownKey": KeyError,
 }
 
 
@@ -56,7 +57,7 @@ def test_error_classes_are_complete():
         "Error", "Timeout", "Disconnected", "PublisherGone", "Lagged", "NotFound",
         "AlreadyExists", "PermissionDenied", "InvalidName", "InvalidConfig", "TooLarge",
         "WrongKind", "WrongMode", "VersionMismatch", "Corrupt", "TooManySubscribers",
-        "PublisherExists", "Busy", "ForeignProcess", "HandlerError", "Closed",
+        "PublisherExists", "UnknownKey", "Busy", "ForeignProcess", "HandlerError", "Closed",
     }  # fmt: skip
     assert set(shmbus._errors.__all__) == expected
 
@@ -83,6 +84,7 @@ OPENERS = {
     "Subscriber": lambda name, **kw: shmbus.Subscriber(name, **kw),
     "Publisher.open": lambda name, **kw: shmbus.Publisher.open(name, **kw),
     "Blackboard.open": lambda name, **kw: shmbus.Blackboard.open(name, **kw),
+    "KeyedBlackboard.open": lambda name, **kw: shmbus.KeyedBlackboard.open(name, **kw),
     "Event.open": lambda name, **kw: shmbus.Event.open(name, **kw),
     "Duplex.connect": lambda name, **kw: shmbus.Duplex.connect(name, **kw),
 }
@@ -91,6 +93,9 @@ CREATORS = {
     "Subscriber": lambda name: shmbus.Publisher(name, persistent=True).close(),
     "Publisher.open": lambda name: shmbus.Publisher(name, persistent=True).close(),
     "Blackboard.open": lambda name: shmbus.Blackboard.create(name, 8, persistent=True).close(),
+    "KeyedBlackboard.open": lambda name: shmbus.KeyedBlackboard.create(
+        name, ["k"], 8, persistent=True
+    ).close(),
     "Event.open": lambda name: shmbus.Event.create(name, persistent=True).close(),
     "Duplex.connect": None,  # a listening server must stay open: see the test
 }
@@ -149,13 +154,14 @@ def test_open_waits_open_timeout_for_the_object_to_appear(opener):
 MAKERS = {
     "Publisher": lambda name: shmbus.Publisher(name),
     "Blackboard": lambda name: shmbus.Blackboard.create(name, 8),
+    "KeyedBlackboard": lambda name: shmbus.KeyedBlackboard.create(name, ["k"], 8),
     "Event": lambda name: shmbus.Event.create(name),
     "Duplex": lambda name: shmbus.Duplex.listen(name),
 }
 
 
 @pytest.mark.parametrize("first", sorted(MAKERS))
-@pytest.mark.parametrize("second", ["Publisher", "Blackboard", "Event"])
+@pytest.mark.parametrize("second", ["Publisher", "Blackboard", "KeyedBlackboard", "Event"])
 def test_already_exists(first, second):
     keep = MAKERS[first]("taken")
     name = "taken.up" if first == "Duplex" else "taken"
@@ -186,6 +192,11 @@ NAMED_CALLS = {
     "Blackboard.create": lambda n, **kw: shmbus.Blackboard.create(n, 8, **kw),
     "Blackboard.open": lambda n, **kw: shmbus.Blackboard.open(n, open_timeout=0, **kw),
     "Blackboard.create_or_open": lambda n, **kw: shmbus.Blackboard.create_or_open(n, 8, **kw),
+    "KeyedBlackboard.create": lambda n, **kw: shmbus.KeyedBlackboard.create(n, ["k"], 8, **kw),
+    "KeyedBlackboard.open": lambda n, **kw: shmbus.KeyedBlackboard.open(n, open_timeout=0, **kw),
+    "KeyedBlackboard.create_or_open": lambda n, **kw: shmbus.KeyedBlackboard.create_or_open(
+        n, ["k"], 8, **kw
+    ),
     "Event.create": lambda n, **kw: shmbus.Event.create(n, **kw),
     "Event.open": lambda n, **kw: shmbus.Event.open(n, open_timeout=0, **kw),
     "Event.create_or_open": lambda n, **kw: shmbus.Event.create_or_open(n, **kw),
@@ -322,6 +333,12 @@ def test_too_large():
         b.write(b"x" * 11)
     check(e, ValueError)
     assert b.version == 0
+    kb = shmbus.KeyedBlackboard.create("bigk", ["k"], 10)
+    for call in (lambda: kb.write("k", b"x" * 11), lambda: kb.key("k").write(b"x" * 11)):
+        with pytest.raises(shmbus.TooLarge) as e:
+            call()
+        check(e, ValueError)
+    assert kb.version("k") == 0
 
 
 # ---------------------------------------------------------------------------------------
@@ -340,6 +357,8 @@ def test_wrong_kind():
         lambda: shmbus.Publisher.create_or_open("board"),
         lambda: shmbus.Blackboard.create_or_open("event", 8),
         lambda: shmbus.Event.create_or_open("chan"),
+        lambda: shmbus.KeyedBlackboard.open("board", open_timeout=0),
+        lambda: shmbus.KeyedBlackboard.create_or_open("chan", ["k"], 8),
     ]
     for call in cases:
         with pytest.raises(shmbus.WrongKind) as e:
@@ -438,14 +457,18 @@ def test_closed_is_value_error():
     p = shmbus.Publisher("c")
     s = shmbus.Subscriber("c")
     b = shmbus.Blackboard.create("cb", 8)
+    kb = shmbus.KeyedBlackboard.create("ckb", ["k"], 8)
+    key = kb.key("k")
     ev = shmbus.Event.create("ce")
     d = shmbus.Duplex.listen("cd")
-    for obj in (p, s, b, ev, d):
+    for obj in (p, s, b, kb, ev, d):
         obj.close()
     for call in (
         lambda: p.send(b"x"),
         lambda: s.recv(timeout=0),
         b.read,
+        lambda: kb.read("k"),
+        key.read,
         ev.set,
         lambda: d.send(b"x"),
     ):
@@ -465,7 +488,8 @@ def _timeout_calls():
     e = shmbus.Event.create("nege")
     server = shmbus.Duplex.listen("negd")
     client = shmbus.Duplex.connect("negd")
-    keep = (p, s, b, e, server, client)
+    kb = shmbus.KeyedBlackboard.create("negk", ["k"], 8)
+    keep = (p, s, b, e, server, client, kb)
     return keep, {
         "Subscriber.recv": lambda t: s.recv(timeout=t),
         "Subscriber.recv_into": lambda t: s.recv_into(bytearray(8), timeout=t),
@@ -474,6 +498,8 @@ def _timeout_calls():
         "Publisher.loan": lambda t: p.loan(1, timeout=t),
         "Publisher.wait_subscribers": lambda t: p.wait_subscribers(1, timeout=t),
         "Blackboard.wait_newer": lambda t: b.wait_newer(0, timeout=t),
+        "KeyedBlackboard.wait_newer": lambda t: kb.wait_newer("k", 0, timeout=t),
+        "BoardKey.wait_newer": lambda t: kb.key("k").wait_newer(0, timeout=t),
         "Event.wait": lambda t: e.wait(t),
         "Duplex.send": lambda t: client.send(b"x", timeout=t),
         "Duplex.recv": lambda t: server.recv(timeout=t),
@@ -482,6 +508,9 @@ def _timeout_calls():
         "Subscriber(open_timeout)": lambda t: shmbus.Subscriber("neg", open_timeout=t),
         "Publisher.open(open_timeout)": lambda t: shmbus.Publisher.open("x", open_timeout=t),
         "Blackboard.open(open_timeout)": lambda t: shmbus.Blackboard.open("x", open_timeout=t),
+        "KeyedBlackboard.open(open_timeout)": lambda t: shmbus.KeyedBlackboard.open(
+            "x", open_timeout=t
+        ),
         "Event.open(open_timeout)": lambda t: shmbus.Event.open("x", open_timeout=t),
         "Duplex.connect(open_timeout)": lambda t: shmbus.Duplex.connect("x", open_timeout=t),
     }
@@ -497,6 +526,7 @@ def test_negative_or_nan_timeout_is_value_error(bad):
     # Nothing happened.
     p, s, b, ev = keep[:4]
     assert p.published == 0 and b.version == 0 and not ev.is_set()
+    assert keep[-1].version("k") == 0
 
 
 # ---------------------------------------------------------------------------------------
@@ -507,13 +537,16 @@ NOBODY = 65534
 
 @pytest.fixture
 def nobody_objects(namespace):
-    """A blackboard, an event and a channel created (persistent, mode 0644) by uid 65534."""
+    """A blackboard, a keyed blackboard, an event and a channel created (persistent, mode
+    0644) by uid 65534."""
     if os.geteuid() != 0 or shutil.which("setpriv") is None:
         pytest.skip("needs root and setpriv to create objects as another user")
     code = """
 import shmbus
 b = shmbus.Blackboard.create("owned", 32, permissions=0o644, persistent=True)
 b.write(b"written by nobody")
+kb = shmbus.KeyedBlackboard.create("owned-kb", ["k"], 32, permissions=0o644, persistent=True)
+kb.write("k", b"keyed by nobody")
 shmbus.Event.create("owned-ev", permissions=0o644, persistent=True, manual_reset=True).set()
 shmbus.Publisher("owned-ch", permissions=0o644, persistent=True).send(b"x")
 print("created")
@@ -526,7 +559,7 @@ print("created")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "created"
     owners = {o.name: (o.owner, o.permissions) for o in shmbus.list()}
-    assert owners == {n: (NOBODY, 0o644) for n in ("owned", "owned-ev", "owned-ch")}
+    assert owners == {n: (NOBODY, 0o644) for n in ("owned", "owned-kb", "owned-ev", "owned-ch")}
     return namespace
 
 
@@ -535,6 +568,10 @@ OWNED_OPENERS = {
     "Event": lambda **kw: shmbus.Event.open("owned-ev", open_timeout=0, **kw),
     "Subscriber": lambda **kw: shmbus.Subscriber("owned-ch", open_timeout=0, **kw),
     "Blackboard.create_or_open": lambda **kw: shmbus.Blackboard.create_or_open("owned", 32, **kw),
+    "KeyedBlackboard": lambda **kw: shmbus.KeyedBlackboard.open("owned-kb", open_timeout=0, **kw),
+    "KeyedBlackboard.create_or_open": lambda **kw: shmbus.KeyedBlackboard.create_or_open(
+        "owned-kb", ["k"], 32, **kw
+    ),
 }
 
 
@@ -562,6 +599,9 @@ def test_allowed_owner_object_works(nobody_objects):
     assert b.write(b"root was here") == 2
     ev = shmbus.Event.open("owned-ev", allow_owner=NOBODY)
     assert ev.manual_reset and ev.is_set()
+    kb = shmbus.KeyedBlackboard.open("owned-kb", allow_owner=NOBODY)
+    assert kb.read("k") == (1, b"keyed by nobody")
+    assert kb.key("k").write(b"root was here") == 2
 
 
 # ---------------------------------------------------------------------------------------

@@ -5,6 +5,8 @@ Named objects in POSIX shared memory, shared with Rust, C, C++ and the ``shmbus`
 - :class:`Publisher` / :class:`Subscriber`: broadcast channels, lossy (with exact loss
   counts) or back-pressure, with zero-copy loans and borrowed messages;
 - :class:`Blackboard`: the latest value of something, never torn;
+- :class:`KeyedBlackboard`: a fixed set of named keys, each its own latest value
+  (:class:`BoardKey`: one key);
 - :class:`Event`: a cross-process event that never loses a wake-up;
 - :class:`Duplex`: a two-way link between two processes;
 - :func:`list`, :func:`gc`, :func:`remove`: the objects that exist.
@@ -24,10 +26,12 @@ from ._errors import __all__ as _error_names
 from ._shmbus import (
     LAYOUT_VERSION,
     Blackboard,
+    BoardKey,
     Borrowed,
     Duplex,
     Event,
     HandlerGuard,
+    KeyedBlackboard,
     Loan,
     Publisher,
     Subscriber,
@@ -53,7 +57,8 @@ class ObjectInfo(NamedTuple):
     name: str
     namespace: Optional[str]
     kind: Optional[str]
-    """``"segment"``, ``"event"``, ``"blackboard"``, ``"channel"``; ``None`` if unreadable."""
+    """``"segment"``, ``"event"``, ``"blackboard"``, ``"keyed-blackboard"``, ``"channel"``;
+    ``None`` if unreadable."""
     size: int
     owner: int
     permissions: int
@@ -89,6 +94,8 @@ __all__ = [
     "Subscriber",
     "Borrowed",
     "Blackboard",
+    "KeyedBlackboard",
+    "BoardKey",
     "Event",
     "Duplex",
     "HandlerGuard",

@@ -1,7 +1,7 @@
 """Type stubs for shmbus: inter-process communication through shared memory on Linux."""
 
 import builtins
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Literal, NamedTuple, Optional, Union
 
@@ -16,6 +16,8 @@ __all__ = [
     "Subscriber",
     "Borrowed",
     "Blackboard",
+    "KeyedBlackboard",
+    "BoardKey",
     "Event",
     "Duplex",
     "HandlerGuard",
@@ -43,6 +45,7 @@ __all__ = [
     "Corrupt",
     "TooManySubscribers",
     "PublisherExists",
+    "UnknownKey",
     "Busy",
     "ForeignProcess",
     "HandlerError",
@@ -105,6 +108,12 @@ class TooManySubscribers(Error):
 
 class PublisherExists(Error):
     """The channel already has a live publisher."""
+
+class UnknownKey(Error, KeyError):
+    """A keyed blackboard has no such key (its keys are fixed when it is created)."""
+    def __init__(self, message: str, key: str = "") -> None: ...
+    key: str
+    """The key asked for."""
 
 class Busy(Error):
     """Another writer held the object for too long."""
@@ -433,6 +442,108 @@ class Blackboard:
     ) -> None: ...
 
 @final
+class KeyedBlackboard:
+    """A fixed set of named keys, each its own latest-value board (as a :class:`Blackboard`):
+    its own version, writer, waiters and handler; writers of different keys never contend.
+
+    Keys (1 to 4096 per board, all different, each 1 to 60 bytes of UTF-8 without control
+    characters) are chosen at creation and never change; a key the board does not have
+    raises :class:`UnknownKey` (also a ``KeyError``). Thread safety: threads may share it.
+    """
+
+    @staticmethod
+    def create(
+        name: str,
+        keys: Iterable[str],
+        capacity: int,
+        *,
+        namespace: Optional[str] = None,
+        permissions: Optional[int] = None,
+        persistent: bool = False,
+        allow_owner: _Owner = None,
+        require_owner: Optional[int] = None,
+        spin: Optional[float] = None,
+    ) -> KeyedBlackboard:
+        """Creates keyed blackboard ``name`` with ``keys``, each holding values of up to
+        ``capacity`` bytes; an invalid key set is :class:`InvalidConfig`."""
+    @staticmethod
+    def open(
+        name: str,
+        *,
+        namespace: Optional[str] = None,
+        open_timeout: float = 0.0,
+        allow_owner: _Owner = None,
+        require_owner: Optional[int] = None,
+        spin: Optional[float] = None,
+    ) -> KeyedBlackboard: ...
+    @staticmethod
+    def create_or_open(
+        name: str,
+        keys: Iterable[str],
+        capacity: int,
+        *,
+        namespace: Optional[str] = None,
+        permissions: Optional[int] = None,
+        persistent: bool = False,
+        allow_owner: _Owner = None,
+        require_owner: Optional[int] = None,
+        spin: Optional[float] = None,
+    ) -> KeyedBlackboard:
+        """Opens the board when it exists (it keeps its own keys and capacity), else creates it."""
+    @property
+    def name(self) -> str: ...
+    @property
+    def namespace(self) -> Optional[str]: ...
+    @property
+    def capacity(self) -> int:
+        """The largest value of each key, in bytes."""
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The keys, in the order they were given at creation."""
+    def key(self, key: str) -> BoardKey:
+        """A handle to one key (no lookup per call), closed with this board."""
+    def write(self, key: str, data: Buffer) -> int:
+        """Replaces the value of ``key``; returns its new version."""
+    def read(self, key: str) -> tuple[int, bytes]:
+        """The current ``(version, value)`` of ``key``, never torn; ``(0, b"")`` before its first write."""
+    def version(self, key: str) -> int:
+        """The version of ``key``'s current value (0: never written)."""
+    def wait_newer(self, key: str, version: int, timeout: Optional[float] = None) -> Optional[int]:
+        """Waits until ``key``'s version exceeds ``version``; the new version, or ``None`` on timeout."""
+    def on_update(self, key: str, callback: Callable[[int, bytes], object]) -> HandlerGuard:
+        """Calls ``callback(version, value)`` on a background thread for each new value of ``key``."""
+    def close(self) -> None:
+        """Closes this handle and every :class:`BoardKey` made from it."""
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None: ...
+
+@final
+class BoardKey:
+    """One key of a :class:`KeyedBlackboard`, with the operations of a :class:`Blackboard`;
+    see :meth:`KeyedBlackboard.key`. Closed when its board is closed."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def board(self) -> KeyedBlackboard: ...
+    @property
+    def version(self) -> int:
+        """The version of the current value (0: never written)."""
+    def write(self, data: Buffer) -> int:
+        """Replaces the value; returns its new version."""
+    def read(self) -> tuple[int, bytes]:
+        """The current ``(version, value)``, never torn."""
+    def wait_newer(self, version: int, timeout: Optional[float] = None) -> Optional[int]:
+        """Waits until the version exceeds ``version``; the new version, or ``None`` on timeout."""
+    def on_update(self, callback: Callable[[int, bytes], object]) -> HandlerGuard:
+        """Calls ``callback(version, value)`` on a background thread for each new value of this key."""
+
+@final
 class Event:
     """A cross-process event that never loses a wake-up."""
 
@@ -518,7 +629,7 @@ class ObjectInfo(NamedTuple):
 
     name: str
     namespace: Optional[str]
-    kind: Optional[Literal["segment", "event", "blackboard", "channel"]]
+    kind: Optional[Literal["segment", "event", "blackboard", "keyed-blackboard", "channel"]]
     size: int
     owner: int
     permissions: int

@@ -82,6 +82,21 @@ class PublisherExists(Error):
     """The channel already has a live publisher."""
 
 
+class UnknownKey(Error, KeyError):
+    """A keyed blackboard has no such key: its keys are fixed when it is created.
+
+    Also a :class:`KeyError`, as a missing key of a mapping is. ``key`` is the key asked
+    for; ``str(e)`` is the library's message (not quoted, as a plain ``KeyError``'s is).
+    """
+
+    def __init__(self, message: str, key: str = "") -> None:
+        super().__init__(message)
+        self.key: str = key
+
+    def __str__(self) -> str:
+        return Exception.__str__(self)
+
+
 class Busy(Error):
     """Another writer held the object for too long."""
 
@@ -116,6 +131,7 @@ __all__ = [
     "Corrupt",
     "TooManySubscribers",
     "PublisherExists",
+    "UnknownKey",
     "Busy",
     "ForeignProcess",
     "HandlerError",
