@@ -52,6 +52,22 @@ impl Row {
         self.rate(self.measured.writes, self.measured.writer_secs)
     }
 
+    /// Whether this attempt at a row is better than `other`, an attempt at the same row:
+    /// measured near beats measured far, then the lower p50 or the higher reads/s.
+    pub fn better_than(&self, other: &Row) -> bool {
+        let (near, other_near) = (self.placement.near(), other.placement.near());
+        if near != other_near {
+            return near;
+        }
+        match (self.key(), other.key()) {
+            (Some(k), Some(o)) => match self.workload {
+                Workload::Latency | Workload::LatencyWait => k < o,
+                Workload::ReaderAlone | Workload::UnderWriter => k > o,
+            },
+            (k, _) => k.is_some(),
+        }
+    }
+
     /// The number ratios compare: p50 latency, or reads/s.
     fn key(&self) -> Option<f64> {
         match self.workload {

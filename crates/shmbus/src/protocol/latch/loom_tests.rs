@@ -132,7 +132,7 @@ fn wait_newer_never_misses_a_write() {
             thread::spawn(move || {
                 board
                     .latch()
-                    .wait_newer(0, Duration::ZERO, Duration::MAX, None)
+                    .wait_newer(0, Duration::ZERO, Deadline::after(None), None)
             })
         };
         write(&board, b"x", 1);
