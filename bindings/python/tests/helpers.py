@@ -56,14 +56,14 @@ def write_u32(path: str, offset: int, value: int) -> None:
 # LAYOUT.md: header fields, and the blackboard's control words.
 HEADER_LAYOUT_VERSION = 8
 HEADER_KIND = 12
-BOARD_WRITER = 148  # 128 + 20: the latch's `writer` word
-BOARD_WAITERS = 256
+BOARD_WRITER = 256  # 128 + 128: the write lock, on the line readers do not poll
+BOARD_WAITERS = 260
 
 
 def keyed_control(key: int, keys: int) -> int:
     """Offset of the control block of key number ``key`` in a keyed blackboard of ``keys``
-    keys (LAYOUT.md 6.1): after the header and the key table. Its ``writer`` word is at +20,
-    its ``waiters`` word at +128, as a plain board's (``BOARD_WRITER``, ``BOARD_WAITERS``)."""
+    keys (LAYOUT.md 6.1): after the header and the key table. Its ``writer`` word is at +128,
+    its ``waiters`` word at +132, as a plain board's (``BOARD_WRITER``, ``BOARD_WAITERS``)."""
     table = (64 * keys + 127) // 128 * 128
     return 128 + table + 256 * key
 

@@ -16,8 +16,8 @@ import shmbus
 from helpers import KEY_TABLE, keyed_control, read_u32, shm_path, wait_until, write_u32
 
 # Within a key's control block (keyed_control): the latch's `writer` and `waiters` words.
-WRITER = 20
-WAITERS = 128
+WRITER = 128
+WAITERS = 132
 
 
 def waiters(namespace: str, name: str, key: int, keys: int) -> int:

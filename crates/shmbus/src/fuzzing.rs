@@ -86,7 +86,7 @@ pub fn blackboard(bytes: &[u8]) {
     let ahead = word(bytes, 1);
     w.writing
         .store(word(bytes, 0).wrapping_add(ahead % 8), Relaxed);
-    w.writer.store(word(bytes, 2) as u32, Relaxed);
+    ctl.lock.writer.store(word(bytes, 2) as u32, Relaxed);
     for (i, len) in w.len.iter().enumerate() {
         len.store((word(bytes, 3 + i / 2) >> (32 * (i % 2))) as u32, Relaxed);
     }

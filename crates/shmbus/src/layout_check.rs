@@ -18,7 +18,7 @@ use crate::objects::blackboard;
 use crate::objects::channel::{LIVENESS_PERIOD, PUBLISHER_BYTE, SUBSCRIBER_BYTES};
 use crate::os::sys::SHM_DIR;
 use crate::protocol::event_state::{EventMode, EventState};
-use crate::protocol::latch::{BoardControl, LatchWords, MAX_COPIES, MIN_COPIES};
+use crate::protocol::latch::{BoardControl, LatchWords, LockWords, MAX_COPIES, MIN_COPIES};
 use crate::protocol::layout::MAX_CAPACITY;
 use crate::protocol::layout::{
     board_stride, key_table_size, BOARD_CONTROL, BOARD_COPIES, KEY_ENTRY, MAX_BOARD_CAPACITY,
@@ -117,10 +117,12 @@ const _: () = {
     assert!(offset_of!(LatchWords, latest) == 0);
     assert!(offset_of!(LatchWords, writing) == 8);
     assert!(offset_of!(LatchWords, tick) == 16);
-    assert!(offset_of!(LatchWords, writer) == 20);
+    assert!(offset_of!(LatchWords, reserved) == 20);
     assert!(offset_of!(LatchWords, len) == 24);
     assert!(size_of::<LatchWords>() == 56);
-    assert!(offset_of!(BoardControl, waiters) == 128);
+    assert!(offset_of!(BoardControl, lock) == 128);
+    assert!(offset_of!(LockWords, writer) == 0);
+    assert!(offset_of!(LockWords, waiters) == 4);
     assert!(size_of::<BoardControl>() == 256);
     assert!(blackboard::CONTROL + size_of::<BoardControl>() == blackboard::DATA);
     // 256 bytes of control words, then `copies` copies, each rounded up to 64 bytes.

@@ -63,23 +63,35 @@ pub(crate) const MAX_COPIES: u32 = 8;
 /// Fewest copies a board may have.
 pub(crate) const MIN_COPIES: u32 = 2;
 
-/// The words a reader needs, on one cache line (written by the writer only).
+/// The words a reader needs, on one cache line (written by the writer holding the lock
+/// only, so a reader polling them shares the line with nobody else).
 #[repr(C)]
 #[derive(Debug, Default)]
 pub(crate) struct LatchWords {
     pub latest: AtomicU64,
     pub writing: AtomicU64,
     pub tick: AtomicU32,
-    pub writer: AtomicU32,
+    /// Always 0 (keeps `len` where it is; readers ignore it).
+    pub reserved: AtomicU32,
     pub len: [AtomicU32; MAX_COPIES as usize],
 }
 
-/// Control block of a blackboard: the writer's line, then the sleeping readers' line.
+/// The words readers do not poll: the write lock and the count of sleeping readers. Apart
+/// from the readers' line, so that taking and releasing the lock (an RMW and a store) does
+/// not pull the line readers poll away from them twice more per write.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub(crate) struct LockWords {
+    pub writer: AtomicU32,
+    pub waiters: AtomicU32,
+}
+
+/// Control block of a blackboard: the readers' line, then the writers' and sleepers' line.
 #[repr(C)]
 #[derive(Debug, Default)]
 pub(crate) struct BoardControl {
     pub w: Padded<LatchWords>,
-    pub waiters: Padded<AtomicU32>,
+    pub lock: Padded<LockWords>,
 }
 
 // SAFETY: repr(C), atomics and alignment padding only.
@@ -92,10 +104,11 @@ const _: () = {
     assert!(size_of::<LatchWords>() == 56);
     assert!(offset_of!(LatchWords, writing) == 8);
     assert!(offset_of!(LatchWords, tick) == 16);
-    assert!(offset_of!(LatchWords, writer) == 20);
+    assert!(offset_of!(LatchWords, reserved) == 20);
     assert!(offset_of!(LatchWords, len) == 24);
     assert!(size_of::<BoardControl>() == 256);
-    assert!(offset_of!(BoardControl, waiters) == 128);
+    assert!(offset_of!(BoardControl, lock) == 128);
+    assert!(offset_of!(LockWords, waiters) == 4);
 };
 
 /// How long a reader keeps retrying before it reports the board as busy, and how often
@@ -190,7 +203,7 @@ impl<'a> Latch<'a> {
         // SYNC: Acquire pairs with the Release store of 0 by the previous writer.
         if self
             .ctl
-            .w
+            .lock
             .writer
             .compare_exchange(0, me, Acquire, Relaxed)
             .is_err()
@@ -212,10 +225,10 @@ impl<'a> Latch<'a> {
         // SYNC: Release pairs with the Acquire load of `tick` in `wait_newer`.
         w.tick.store(v as u32, Release);
         // SYNC: Release pairs with the Acquire CAS in `lock` of the next writer.
-        w.writer.store(0, Release);
+        self.ctl.lock.writer.store(0, Release);
         // SYNC: an RMW, paired with the AcqRel fetch_add in `wait_newer` (see `event_state`
         // for why RMWs on `waiters` on both sides rule out a lost wake-up).
-        if self.ctl.waiters.fetch_add(0, AcqRel) > 0 {
+        if self.ctl.lock.waiters.fetch_add(0, AcqRel) > 0 {
             futex_wake(&w.tick, u32::MAX);
         }
         Ok(v)
@@ -230,7 +243,7 @@ impl<'a> Latch<'a> {
         patience: Duration,
         alive: &dyn Fn(u32) -> bool,
     ) -> Result<(), WriteError> {
-        let writer = &self.ctl.w.writer;
+        let writer = &self.ctl.lock.writer;
         let start = Instant::now();
         let deadline = Deadline::after(Some(patience));
         let mut tries = 0u32;
@@ -266,7 +279,11 @@ impl<'a> Latch<'a> {
     /// lock is released. Without this, the new owner would take the stale holder for itself
     /// and wait on itself.
     pub(crate) fn release_stale(&self, slot: u32) {
-        let _ = self.ctl.w.writer.compare_exchange(slot, 0, AcqRel, Relaxed);
+        let _ = self
+            .ctl
+            .lock
+            .writer
+            .compare_exchange(slot, 0, AcqRel, Relaxed);
     }
 
     /// Copies the newest value into `dst`; returns `(version, len)`. Version 0 is the empty
@@ -353,7 +370,7 @@ impl<'a> Latch<'a> {
             return found;
         }
         // SYNC: AcqRel RMW, paired with the writer's RMW on `waiters`.
-        self.ctl.waiters.fetch_add(1, AcqRel);
+        self.ctl.lock.waiters.fetch_add(1, AcqRel);
         let result = loop {
             // SYNC: Acquire pairs with the writer's Release store of `tick`, which follows
             // its store of `latest`; the futex re-checks `tick` in the kernel.
@@ -369,7 +386,7 @@ impl<'a> Latch<'a> {
                 stop.leave_wait();
             }
         };
-        self.ctl.waiters.fetch_sub(1, Relaxed);
+        self.ctl.lock.waiters.fetch_sub(1, Relaxed);
         result
     }
 
@@ -380,7 +397,7 @@ impl<'a> Latch<'a> {
 
     /// Sleepers now (for `info`).
     pub(crate) fn waiters(&self) -> u32 {
-        self.ctl.waiters.load(Relaxed)
+        self.ctl.lock.waiters.load(Relaxed)
     }
 
     /// Raw `(latest, writing, writer, len of latest's copy)` (for `info`).
@@ -390,7 +407,7 @@ impl<'a> Latch<'a> {
         (
             latest,
             w.writing.load(Relaxed),
-            w.writer.load(Relaxed),
+            self.ctl.lock.writer.load(Relaxed),
             w.len[self.copy_of(latest)].load(Relaxed),
         )
     }

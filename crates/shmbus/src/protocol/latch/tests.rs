@@ -75,7 +75,7 @@ proptest! {
         let w = &*board.ctl.w;
         w.latest.store(latest, Relaxed);
         w.writing.store(latest.wrapping_add(ahead), Relaxed);
-        w.writer.store(writer, Relaxed);
+        board.ctl.lock.writer.store(writer, Relaxed);
         for (l, v) in w.len.iter().zip(lens) {
             l.store(v, Relaxed);
         }
@@ -131,7 +131,7 @@ fn a_dead_writer_mid_write_is_invisible_to_readers_and_taken_over() {
     // Writer 7 "dies" inside its section: lock held, version 2 started in copy 0, half of
     // its bytes stored.
     let w = &*board.ctl.w;
-    w.writer.store(7, Relaxed);
+    board.ctl.lock.writer.store(7, Relaxed);
     w.writing.store(2, Relaxed);
     board.data[0].store(u64::MAX, Relaxed);
     let mut buf = [0u8; 16];
@@ -149,7 +149,7 @@ fn a_dead_writer_mid_write_is_invisible_to_readers_and_taken_over() {
 #[test]
 fn live_holder_makes_writers_busy() {
     let board = Board::new(16, 2);
-    board.ctl.w.writer.store(7, Relaxed);
+    board.ctl.lock.writer.store(7, Relaxed);
     let r = board
         .latch()
         .write(b"x", 2, Duration::from_millis(20), ALIVE);
