@@ -39,6 +39,7 @@ pub(crate) const REP_MIN_SSE: usize = 1024;
 /// Copies the first `dst.len()` bytes of the words `src` into `dst`.
 ///
 /// Panics if `src` holds fewer than `dst.len()` bytes (callers check lengths first).
+#[inline]
 pub(crate) fn load_bytes(src: &[AtomicU64], dst: &mut [u8]) {
     assert!(dst.len() <= src.len() * 8, "shared copy out of bounds");
     let whole = dst.len() / 8;
@@ -57,6 +58,7 @@ pub(crate) fn load_bytes(src: &[AtomicU64], dst: &mut [u8]) {
 /// Copies `src` into the words `dst`; the bytes after `src.len()` in its last word are zeroed.
 ///
 /// Panics if `dst` holds fewer than `src.len()` bytes (callers check lengths first).
+#[inline]
 pub(crate) fn store_bytes(dst: &[AtomicU64], src: &[u8]) {
     assert!(src.len() <= dst.len() * 8, "shared copy out of bounds");
     let whole = src.len() / 8;
@@ -84,7 +86,7 @@ mod bulk {
     use super::{AVX_MIN, REP_MIN, REP_MIN_SSE};
     use crate::sync::AtomicU64;
 
-    #[inline]
+    #[inline(always)]
     pub(super) fn load(words: &[AtomicU64], bytes: &mut [u8]) -> usize {
         assert_eq!(words.len() * 8, bytes.len(), "bulk copy shape");
         // SAFETY: the source is `words.len()` aligned `AtomicU64`s, valid for reads, and
@@ -96,7 +98,7 @@ mod bulk {
         words.len()
     }
 
-    #[inline]
+    #[inline(always)]
     pub(super) fn store(words: &[AtomicU64], bytes: &[u8]) -> usize {
         assert_eq!(words.len() * 8, bytes.len(), "bulk copy shape");
         // SAFETY: as in `load`, the other way: each byte of the aligned destination words
@@ -121,13 +123,26 @@ mod bulk {
     /// `src` is valid for reads and `dst` for writes of `len` bytes, the two do not
     /// overlap, and any of them in shared memory may be accessed byte-wise atomically
     /// (atomics, or memory nobody else accesses).
-    #[inline]
+    #[inline(always)]
     unsafe fn copy(src: *const u8, dst: *mut u8, len: usize) {
         debug_assert!(len.is_multiple_of(8));
         if len < AVX_MIN {
             // SAFETY: forwarded contract.
-            return unsafe { sse(src, dst, len) };
+            unsafe { sse(src, dst, len) }
+        } else {
+            // SAFETY: forwarded contract.
+            unsafe { copy_large(src, dst, len) }
         }
+    }
+
+    /// [`copy`] from [`AVX_MIN`] bytes, out of line: the short copies of small values stay
+    /// a few instructions inline.
+    ///
+    /// # Safety
+    ///
+    /// As [`copy`].
+    #[inline(never)]
+    unsafe fn copy_large(src: *const u8, dst: *mut u8, len: usize) {
         let avx = std::arch::is_x86_feature_detected!("avx");
         if len >= REP_MIN || (!avx && len >= REP_MIN_SSE) {
             // SAFETY: forwarded contract.

@@ -18,6 +18,7 @@ pub(crate) mod name;
 pub(crate) mod named;
 pub(crate) mod options;
 pub(crate) mod os_errors;
+pub(crate) mod region;
 pub(crate) mod stream;
 
 pub(crate) use named::remove_name;

@@ -21,6 +21,7 @@ use crate::segment::options::{Options, Owners};
 use crate::sync::{AtomicU8, Ordering};
 
 use super::os_errors::{check_owner, open_error, os_error, permission_error};
+use super::region::Region;
 use super::stream::SegmentStream;
 use crate::protocol::layout::Spec;
 use crate::protocol::shared_bytes::SharedSafe;
@@ -508,24 +509,39 @@ impl Segment {
 
     /// `count` consecutive shared values of type `T` starting at byte `offset` (see [`Self::at`]).
     pub(crate) fn slice<T: SharedSafe>(&self, offset: usize, count: usize) -> &[T] {
-        let size = std::mem::size_of::<T>()
-            .checked_mul(count)
-            .and_then(|n| n.checked_add(offset));
+        self.get(self.region(offset, count))
+    }
+
+    /// Checks once that `count` values of `T` at byte `offset` lie in the mapping, aligned
+    /// (panics otherwise, as [`Self::at`]), for [`Self::get`] to hand out at the cost of one
+    /// comparison: the board lookups on every read and write use it.
+    pub(crate) fn region<T: SharedSafe>(&self, offset: usize, count: usize) -> Region<T> {
+        let end = (size_of::<T>().checked_mul(count)).and_then(|n| n.checked_add(offset));
+        let end = end.filter(|&end| end <= self.map.len());
+        let end = end.unwrap_or_else(|| panic!("shmbus bug: {count} values at {offset} outside"));
+        assert_eq!(offset % align_of::<T>(), 0, "shmbus bug: misaligned offset");
+        Region {
+            offset,
+            count,
+            end,
+            _t: std::marker::PhantomData,
+        }
+    }
+
+    /// The values of a [`Region`] of this mapping.
+    #[inline]
+    pub(crate) fn get<T: SharedSafe>(&self, r: Region<T>) -> &[T] {
+        // A region of another, larger mapping would be a bug: refused, never read.
         assert!(
-            size.is_some_and(|end| end <= self.map.len()),
-            "shmbus bug: {count} x {} bytes at {offset} outside a {} byte mapping",
-            std::mem::size_of::<T>(),
-            self.map.len()
+            r.end <= self.map.len(),
+            "shmbus bug: region outside the mapping"
         );
-        assert_eq!(
-            offset % std::mem::align_of::<T>(),
-            0,
-            "shmbus bug: misaligned offset"
-        );
-        // SAFETY: in bounds and aligned (asserted above); `T: SharedSafe` is valid for any
-        // bits and only mutated through atomics, so shared references are sound even while
-        // other processes write. The slice borrows `self`, which owns the mapping.
-        unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(offset).cast::<T>(), count) }
+        // SAFETY: `region` checked `offset + count * size_of::<T>() == end` without overflow
+        // and the alignment (the mapping is page aligned); `end` is within this mapping
+        // (just checked). `T: SharedSafe` is valid for any bits and only mutated through
+        // atomics, so shared references are sound while other processes write. The slice
+        // borrows `self`, which owns the mapping.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(r.offset).cast::<T>(), r.count) }
     }
 }
 

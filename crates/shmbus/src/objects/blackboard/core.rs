@@ -13,6 +13,7 @@ use crate::protocol::layout::{board_stride, key_table_size};
 use crate::segment::header::HEADER_SIZE;
 use crate::segment::liveness::{claim_slot, slot_alive, WRITER_SLOTS, WRITER_SLOTS_BASE};
 use crate::segment::options::Options;
+use crate::segment::region::Region;
 use crate::segment::Segment;
 use crate::sync::AtomicU64;
 
@@ -22,8 +23,9 @@ const WRITE_PATIENCE: Duration = Duration::from_secs(1);
 /// Where the words of board `index` of an object are. A plain board is one board and no
 /// key table (`keys == 0`); a keyed one has `keys` boards after a table of `keys` entries.
 /// Then come every board's control block, then every board's copies (LAYOUT.md, section 6).
-/// The offsets are worked out once, when the object is opened, so that finding a board's
-/// latch on every read and write costs two multiplications.
+/// The regions are worked out and checked against the mapping once, when the object is
+/// opened, so that finding a board's latch on every read and write costs a multiplication
+/// and two comparisons.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Shape {
     pub keys: usize,
@@ -31,10 +33,10 @@ pub(crate) struct Shape {
     pub copies: u32,
     /// 8-byte words from one copy to the next.
     stride_words: usize,
-    /// Byte offset of board 0's control block.
-    controls: usize,
-    /// Byte offset of board 0's first copy.
-    data: usize,
+    /// Every board's control block.
+    controls: Region<BoardControl>,
+    /// Every board's copies, board after board.
+    data: Region<AtomicU64>,
 }
 
 impl Shape {
@@ -47,14 +49,18 @@ impl Shape {
             0
         };
         let capacity = f.capacity as usize;
+        let copies = f.kind_flags();
+        let stride_words = (board_stride(capacity as u64) / 8) as usize;
+        let boards = keys.max(1);
         let controls = HEADER_SIZE + key_table_size(keys as u64) as usize;
+        let data = controls + boards * std::mem::size_of::<BoardControl>();
         Shape {
             keys,
             capacity,
-            copies: f.kind_flags(),
-            stride_words: (board_stride(capacity as u64) / 8) as usize,
-            controls,
-            data: controls + keys.max(1) * std::mem::size_of::<BoardControl>(),
+            copies,
+            stride_words,
+            controls: seg.region(controls, boards),
+            data: seg.region(data, boards * stride_words * copies as usize),
         }
     }
 
@@ -68,8 +74,8 @@ impl Shape {
     pub(crate) fn latch<'a>(&self, seg: &'a Segment, index: usize) -> Latch<'a> {
         let words = self.stride_words * self.copies as usize;
         Latch::new(
-            seg.at::<BoardControl>(self.controls + index * std::mem::size_of::<BoardControl>()),
-            seg.slice::<AtomicU64>(self.data + index * words * 8, words),
+            &seg.get(self.controls)[index],
+            &seg.get(self.data)[index * words..(index + 1) * words],
             self.capacity,
             self.copies,
             self.stride_words,
