@@ -250,6 +250,31 @@ fn info_lists_the_keys_with_their_state() {
     assert!(keys.iter().all(|k| !k.writing && k.writer == 0));
 }
 
+/// A board made by a library of layout version 1 (the seqlock board, before the latch) is
+/// refused by name with `VersionMismatch`, plain or keyed, never read with the new layout.
+#[test]
+fn a_layout_1_board_is_a_version_mismatch() {
+    let ns = Ns::new("keyed");
+    let _plain = Blackboard::create_with("old-plain", 8, &ns.opts()).unwrap();
+    let _keyed = KeyedBlackboard::create_with("old-keyed", &KEYS, 8, &ns.opts()).unwrap();
+    for name in ["old-plain", "old-keyed"] {
+        let path = ns.path(name);
+        let mut bytes = std::fs::read(&path).unwrap();
+        // LAYOUT.md 3.1: the layout version is the u32 at offset 8.
+        assert_eq!(bytes[8..12], shmbus::LAYOUT_VERSION.to_le_bytes());
+        bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        let expect = |r: Result<(), Error>| match r {
+            Err(e @ Error::VersionMismatch { found: 1, .. }) => {
+                assert!(e.to_string().contains(name), "{e}")
+            }
+            other => panic!("{name}: expected VersionMismatch, got {other:?}"),
+        };
+        expect(Blackboard::open_with(name, &ns.opts()).map(drop));
+        expect(KeyedBlackboard::open_with(name, &ns.opts()).map(drop));
+    }
+}
+
 #[test]
 fn a_scribbled_key_table_is_corrupt_not_a_panic() {
     let ns = Ns::new("keyed");
