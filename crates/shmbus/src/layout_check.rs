@@ -115,14 +115,15 @@ const _: () = {
     assert!(blackboard::DATA == 384);
     assert!(offset_of!(BoardControl, w) == 0);
     assert!(offset_of!(LatchWords, latest) == 0);
-    assert!(offset_of!(LatchWords, writing) == 8);
+    assert!(offset_of!(LatchWords, reserved) == 8);
     assert!(offset_of!(LatchWords, tick) == 16);
-    assert!(offset_of!(LatchWords, reserved) == 20);
+    assert!(offset_of!(LatchWords, reserved2) == 20);
     assert!(offset_of!(LatchWords, len) == 24);
     assert!(size_of::<LatchWords>() == 56);
     assert!(offset_of!(BoardControl, lock) == 128);
     assert!(offset_of!(LockWords, writer) == 0);
     assert!(offset_of!(LockWords, waiters) == 4);
+    assert!(offset_of!(LockWords, writing) == 8);
     assert!(size_of::<BoardControl>() == 256);
     assert!(blackboard::CONTROL + size_of::<BoardControl>() == blackboard::DATA);
     // 256 bytes of control words, then `copies` copies, each rounded up to 64 bytes.

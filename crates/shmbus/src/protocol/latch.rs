@@ -4,20 +4,25 @@
 //! Pure protocol: it works on a [`BoardControl`] and the data words of `copies` copies of
 //! the value, wherever they live (a shared mapping, or the heap under loom).
 //!
-//! # Words (the control line)
+//! # Words
 //!
-//! | word      | meaning                                                                 |
-//! |-----------|-------------------------------------------------------------------------|
-//! | `latest`  | the version of the newest complete value; it lives in copy `latest % copies` |
-//! | `writing` | the version being written, or equal to `latest` between writes         |
-//! | `tick`    | the low 32 bits of `latest`: the futex word `wait_newer` sleeps on      |
-//! | `writer`  | 0: free; otherwise the slot number of the writer holding the write lock |
-//! | `len[i]`  | the length of the value in copy `i` (`i < copies ≤ 8`)                  |
-//! | `waiters` | (own line) threads, in any process, sleeping in `wait_newer`            |
+//! | word      | line    | meaning                                                       |
+//! |-----------|---------|---------------------------------------------------------------|
+//! | `latest`  | readers | the version of the newest complete value; it lives in copy `latest % copies` |
+//! | `tick`    | readers | the low 32 bits of `latest`: the futex word `wait_newer` sleeps on |
+//! | `len[i]`  | readers | the length of the value in copy `i` (`i < copies ≤ 8`)       |
+//! | `writer`  | writers | 0: free; otherwise the slot number of the writer holding the write lock |
+//! | `waiters` | writers | threads, in any process, sleeping in `wait_newer`            |
+//! | `writing` | writers | the version being written, or equal to `latest` between writes (for `info` and a dead writer's trace; readers never look at it) |
+//!
+//! Only the writer holding the lock writes the readers' line, once per write (its stores
+//! of `len`, `latest` and `tick` at the end); everything else a writer touches is on the
+//! writers' line, which readers touch only to sleep.
 //!
 //! # Protocol
 //!
-//! This is the Linux kernel's `seqcount_latch` idea with `copies` copies instead of two.
+//! This is the Linux kernel's `seqcount_latch` idea with `copies` copies instead of two,
+//! validated by `latest` itself rather than by a sequence word of its own.
 //!
 //! Writer (holding the lock, a CAS on `writer`): `v = latest + 1`, `c = v % copies`;
 //! `writing = v` (Relaxed); fence(Release); store the data of copy `c` and `len[c]`
@@ -26,23 +31,25 @@
 //! at readers: a write is wait-free once the lock is held.
 //!
 //! Reader: `v = latest` (Acquire), `c = v % copies`; load `len[c]` and copy `c`'s data
-//! (Relaxed); fence(Acquire); load `writing` (Relaxed). The copy is the whole value `v`
-//! unless a writer has since started version `v + copies`, the next one to reuse copy `c`:
-//! so it is accepted iff `writing - v < copies`. If any data load saw a store of that later
-//! write, the Acquire fence synchronises with its writer's Release fence, so the `writing`
-//! load sees `v + copies` or later and the copy is thrown away (Boehm's seqlock argument,
-//! "Can seqlocks get along with programming language memory models?", 2012). A reader never
-//! waits for a write in progress: the previous value stays whole in its own copy.
+//! (Relaxed); fence(Acquire); load `latest` again (Relaxed) as `l`. The copy is the whole
+//! value `v` unless a writer has since started version `v + copies`, the next one to reuse
+//! copy `c`, which it does only after publishing `v + copies - 1`: so the copy is accepted
+//! iff `l - v < copies - 1`. If any data load saw a store of that later write, the Acquire
+//! fence synchronises with that writer's Release fence, before which `latest = v + copies -
+//! 1` was stored (by it, or by a writer whose unlock it acquired), so `l` is at least that
+//! and the copy is thrown away (Boehm's seqlock argument, "Can seqlocks get along with
+//! programming language memory models?", 2012). A reader never waits for a write in
+//! progress: the previous value stays whole in its own copy.
 //!
-//! **The bound.** An attempt fails only when, between its load of `latest` and its check,
-//! the writer finished at least `copies - 2` whole writes and began another (at the load,
-//! write `v + 1` may already be under way). With the default of 4 copies a reader is
-//! lapped only by a writer that completes two writes of the same value size during one
-//! copy of it; each retry starts again from the newest value. Readers that the scheduler
-//! stops mid-copy can be lapped any number of times (no protocol whose readers write
-//! nothing can prevent that), so a read that keeps failing for [`READ_PATIENCE`] reports
-//! [`ReadError::Busy`]; against an honest writer that needs a reader stopped again and
-//! again, which `BENCHMARKS.md` measures as never in practice.
+//! **The bound.** An attempt fails only when, between its two loads of `latest`, the writer
+//! published `copies - 1` newer versions (at the first load, write `v + 1` may already be
+//! under way, so at least `copies - 2` whole writes). With the default of 4 copies a reader
+//! is lapped only by a writer that completes two writes of the same value size, and the
+//! end of a third, during one copy of it; each retry starts again from the newest value.
+//! Readers that the scheduler stops mid-copy can be lapped any number of times (no
+//! protocol whose readers write nothing can prevent that), so a read that keeps failing
+//! for [`READ_PATIENCE`] reports [`ReadError::Busy`]; against an honest writer that needs a
+//! reader stopped again and again, which `BENCHMARKS.md` measures as never in practice.
 //!
 //! A writer killed inside its section leaves `writing = latest + 1` and `writer` naming its
 //! slot. Readers do not notice: they keep reading `latest`'s copy. Slots are tied to the
@@ -69,21 +76,23 @@ pub(crate) const MIN_COPIES: u32 = 2;
 #[derive(Debug, Default)]
 pub(crate) struct LatchWords {
     pub latest: AtomicU64,
-    pub writing: AtomicU64,
+    /// Always 0 (layout 2 keeps `tick` and `len` where they are; readers ignore it).
+    pub reserved: AtomicU64,
     pub tick: AtomicU32,
-    /// Always 0 (keeps `len` where it is; readers ignore it).
-    pub reserved: AtomicU32,
+    /// Always 0, as `reserved`.
+    pub reserved2: AtomicU32,
     pub len: [AtomicU32; MAX_COPIES as usize],
 }
 
-/// The words readers do not poll: the write lock and the count of sleeping readers. Apart
-/// from the readers' line, so that taking and releasing the lock (an RMW and a store) does
-/// not pull the line readers poll away from them twice more per write.
+/// The words readers do not poll: the write lock, the count of sleeping readers and the
+/// version being written. Apart from the readers' line, so that a write pulls that line
+/// away from readers once (to publish), not three times more (lock, `writing`, unlock).
 #[repr(C)]
 #[derive(Debug, Default)]
 pub(crate) struct LockWords {
     pub writer: AtomicU32,
     pub waiters: AtomicU32,
+    pub writing: AtomicU64,
 }
 
 /// Control block of a blackboard: the readers' line, then the writers' and sleepers' line.
@@ -102,13 +111,14 @@ unsafe impl SharedSafe for BoardControl {}
 const _: () = {
     use std::mem::{offset_of, size_of};
     assert!(size_of::<LatchWords>() == 56);
-    assert!(offset_of!(LatchWords, writing) == 8);
+    assert!(offset_of!(LatchWords, reserved) == 8);
     assert!(offset_of!(LatchWords, tick) == 16);
-    assert!(offset_of!(LatchWords, reserved) == 20);
+    assert!(offset_of!(LatchWords, reserved2) == 20);
     assert!(offset_of!(LatchWords, len) == 24);
     assert!(size_of::<BoardControl>() == 256);
     assert!(offset_of!(BoardControl, lock) == 128);
     assert!(offset_of!(LockWords, waiters) == 4);
+    assert!(offset_of!(LockWords, writing) == 8);
 };
 
 /// How long a reader keeps retrying before it reports the board as busy, and how often
@@ -213,9 +223,10 @@ impl<'a> Latch<'a> {
         let w = &*self.ctl.w;
         let v = w.latest.load(Relaxed).wrapping_add(1);
         let c = self.copy_of(v);
-        w.writing.store(v, Relaxed);
-        // SYNC: pairs with the reader's fence(Acquire): a reader that sees any store below
-        // also sees `writing == v` on its check.
+        self.ctl.lock.writing.store(v, Relaxed);
+        // SYNC: pairs with the readers' fence(Acquire): a reader whose copy saw any store
+        // below also sees, on its check, `latest == v - 1` or later (stored before this
+        // fence: by us, or by the writer whose Release unlock our lock acquired).
         fence(Release);
         store_bytes(self.copy(c), src);
         w.len[c].store(src.len() as u32, Relaxed);
@@ -310,7 +321,8 @@ impl<'a> Latch<'a> {
         }
         // SYNC: pairs with the writer's fence(Release).
         fence(Acquire);
-        if w.writing.load(Relaxed).wrapping_sub(v) >= u64::from(self.copies) {
+        // Lapped when `copies - 1` newer versions were published (see the module docs).
+        if w.latest.load(Relaxed).wrapping_sub(v) >= u64::from(self.copies) - 1 {
             return None;
         }
         // A whole value: now its length is a claim we can judge.
@@ -406,7 +418,7 @@ impl<'a> Latch<'a> {
         let latest = w.latest.load(Relaxed);
         (
             latest,
-            w.writing.load(Relaxed),
+            self.ctl.lock.writing.load(Relaxed),
             self.ctl.lock.writer.load(Relaxed),
             w.len[self.copy_of(latest)].load(Relaxed),
         )

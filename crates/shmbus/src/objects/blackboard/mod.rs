@@ -4,8 +4,8 @@
 //!
 //! | offset | what                                              | written by |
 //! |-------:|---------------------------------------------------|------------|
-//! |    128 | `latest`, `writing`, `tick`, `len[8]`: what readers poll (one 128-byte line) | the writer |
-//! |    256 | `writer` (the write lock), `waiters` (own 128-byte line) | writers, sleeping readers |
+//! |    128 | `latest`, `tick`, `len[8]`: what readers poll (one 128-byte line) | the writer |
+//! |    256 | `writer` (the write lock), `waiters`, `writing` (own 128-byte line) | writers, sleeping readers |
 //! |    384 | `copies` copies of the value, each `capacity` bytes rounded up to 64 | the writer |
 //!
 //! The protocol is in [`crate::protocol::latch`]. `capacity` and `copies` (the header's kind
