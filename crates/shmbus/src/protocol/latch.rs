@@ -307,9 +307,10 @@ impl<'a> Latch<'a> {
         }
     }
 
-    /// One attempt at a read: `None` when it was lapped.
+    /// One attempt at a read: `None` when it was lapped (then [`Self::read_into`] does the
+    /// retries). The fast path of callers that keep their slow path out of line.
     #[inline(always)]
-    fn attempt(&self, dst: &mut [u8]) -> Option<Result<(u64, usize), ReadError>> {
+    pub(crate) fn attempt(&self, dst: &mut [u8]) -> Option<Result<(u64, usize), ReadError>> {
         let w = &*self.ctl.w;
         // SYNC: Acquire pairs with the writer's Release store of `latest`.
         let v = w.latest.load(Acquire);

@@ -146,6 +146,23 @@ impl Core {
         buf: &mut [u8],
         what: impl Fn() -> String,
     ) -> Result<(u64, usize)> {
+        // One attempt inline; anything else (lapped, an error) goes the slow way, which
+        // reads again from the start: the fast path keeps nothing alive for it.
+        match self.latch(index).attempt(buf) {
+            Some(Ok(got)) => Ok(got),
+            _ => self.read_slow(index, buf, &what),
+        }
+    }
+
+    /// A read with its retries and errors, out of line.
+    #[cold]
+    #[inline(never)]
+    fn read_slow(
+        &self,
+        index: usize,
+        buf: &mut [u8],
+        what: &dyn Fn() -> String,
+    ) -> Result<(u64, usize)> {
         let buf_len = buf.len();
         self.latch(index)
             .read_into(buf)
