@@ -21,8 +21,8 @@ use crate::protocol::event_state::{EventMode, EventState};
 use crate::protocol::latch::{BoardControl, LatchWords, LockWords, MAX_COPIES, MIN_COPIES};
 use crate::protocol::layout::MAX_CAPACITY;
 use crate::protocol::layout::{
-    board_stride, key_table_size, BOARD_CONTROL, BOARD_COPIES, KEY_ENTRY, MAX_BOARD_CAPACITY,
-    MAX_BOARD_KEYS,
+    board_stride, copies_start, key_table_size, BOARD_CONTROL, BOARD_COPIES, HEADER_BYTES,
+    KEY_ENTRY, MAX_BOARD_CAPACITY, MAX_BOARD_KEYS, PAGE, PAGE_COPIES_ABOVE,
 };
 use crate::protocol::padded::Padded;
 use crate::protocol::ring::{
@@ -133,6 +133,14 @@ const _: () = {
     assert!(board_stride(1) == 64);
     assert!(board_stride(64) == 64);
     assert!(board_stride(65) == 128);
+    assert!(board_stride(2048) == 2048);
+    assert!(board_stride(2049) == 4096);
+    assert!(board_stride(4096) == 4096);
+    assert!(board_stride(4097) == 8192);
+    assert!(PAGE == 4096 && PAGE_COPIES_ABOVE == 2048);
+    assert!(HEADER_BYTES as usize == HEADER_SIZE);
+    assert!(copies_start(384, 2048) == 384 && copies_start(384, 2049) == 4096);
+    assert!(copies_start(4096, 4096) == 4096);
     // Keyed blackboards (LAYOUT.md 6.1).
     assert!(Kind::KeyedBlackboard.to_raw() == 5);
     assert!(KEY_ENTRY == 64 && MAX_BOARD_KEYS == 4096 && BOARD_CONTROL == 256);

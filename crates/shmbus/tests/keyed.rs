@@ -250,6 +250,37 @@ fn info_lists_the_keys_with_their_state() {
     assert!(keys.iter().all(|k| !k.writing && k.writer == 0));
 }
 
+/// Values above 2 KiB get copies that start on a page and take whole pages (LAYOUT.md 6):
+/// the object's size says so, and values of every length up to the capacity round-trip.
+#[test]
+fn page_sized_values_get_page_aligned_copies() {
+    let ns = Ns::new("keyed");
+    let plain = Blackboard::create_with("pages", 4096, &ns.opts()).unwrap();
+    let size = |name: &str| std::fs::metadata(ns.path(name)).unwrap().len();
+    assert_eq!(size("pages"), 4096 + 4 * 4096);
+    let small = Blackboard::create_with("lines", 2048, &ns.opts()).unwrap();
+    assert_eq!(size("lines"), 128 + 256 + 4 * 2048);
+    // Three keys of 3000 bytes: header, table and control blocks (1 024 bytes) padded to a
+    // page, then 3 × 4 copies of one page each.
+    let keyed = KeyedBlackboard::create_with("keyed-pages", &KEYS[..3], 3000, &ns.opts()).unwrap();
+    assert_eq!(size("keyed-pages"), 4096 + 3 * 4 * 4096);
+    for len in [0, 1, 2047, 2048, 2049, 3000, 4095, 4096] {
+        let value: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
+        plain.write(&value).unwrap();
+        assert_eq!(plain.read().unwrap().1, value);
+        if len <= 3000 {
+            for key in &KEYS[..3] {
+                keyed.write(key, &value).unwrap();
+                assert_eq!(keyed.read(key).unwrap().1, value);
+            }
+        }
+        if len <= 2048 {
+            small.write(&value).unwrap();
+            assert_eq!(small.read().unwrap().1, value);
+        }
+    }
+}
+
 /// A board made by a library of layout version 1 (the seqlock board, before the latch) is
 /// refused by name with `VersionMismatch`, plain or keyed, never read with the new layout.
 #[test]

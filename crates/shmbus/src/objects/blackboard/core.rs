@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::objects::handler::{call_handler, HandlerGuard, HandlerStats, Update};
 use crate::os::wait::Deadline;
 use crate::protocol::latch::{BoardControl, Latch, ReadError, WriteError};
-use crate::protocol::layout::{board_stride, key_table_size};
+use crate::protocol::layout::{board_stride, copies_start, key_table_size};
 use crate::segment::header::HEADER_SIZE;
 use crate::segment::liveness::{claim_slot, slot_alive, WRITER_SLOTS, WRITER_SLOTS_BASE};
 use crate::segment::options::Options;
@@ -22,7 +22,8 @@ const WRITE_PATIENCE: Duration = Duration::from_secs(1);
 
 /// Where the words of board `index` of an object are. A plain board is one board and no
 /// key table (`keys == 0`); a keyed one has `keys` boards after a table of `keys` entries.
-/// Then come every board's control block, then every board's copies (LAYOUT.md, section 6).
+/// Then come every board's control block, then every board's copies, from the next page
+/// for values above 2 KiB (LAYOUT.md, section 6).
 /// The regions are worked out and checked against the mapping once, when the object is
 /// opened, so that finding a board's latch on every read and write costs a multiplication
 /// and two comparisons.
@@ -53,7 +54,8 @@ impl Shape {
         let stride_words = (board_stride(capacity as u64) / 8) as usize;
         let boards = keys.max(1);
         let controls = HEADER_SIZE + key_table_size(keys as u64) as usize;
-        let data = controls + boards * std::mem::size_of::<BoardControl>();
+        let controls_end = controls + boards * std::mem::size_of::<BoardControl>();
+        let data = copies_start(controls_end as u64, capacity as u64) as usize;
         Shape {
             keys,
             capacity,

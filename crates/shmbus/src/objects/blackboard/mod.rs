@@ -6,7 +6,7 @@
 //! |-------:|---------------------------------------------------|------------|
 //! |    128 | `latest`, `tick`, `len[8]`: what readers poll (one 128-byte line) | the writer |
 //! |    256 | `writer` (the write lock), `waiters`, `writing` (own 128-byte line) | writers, sleeping readers |
-//! |    384 | `copies` copies of the value, each `capacity` bytes rounded up to 64 | the writer |
+//! |    384 | `copies` copies of the value, each `capacity` bytes rounded up to 64 (above 2 KiB: from 4096, each rounded up to whole pages) | the writer |
 //!
 //! The protocol is in [`crate::protocol::latch`]. `capacity` and `copies` (the header's kind
 //! flags) are in the header and validated at open; `len` is checked against the capacity on
@@ -30,6 +30,7 @@ pub(crate) use keyed::live_state as keyed_live_state;
 pub use keyed::{BoardKey, KeyedBlackboard};
 
 pub(crate) const CONTROL: usize = HEADER_SIZE;
+/// Where the copies of a value of up to 2 KiB start (larger ones: at the next page).
 pub(crate) const DATA: usize = HEADER_SIZE + 256;
 
 /// A named latest-value buffer: writers replace the value, readers get the newest one whole.
