@@ -55,6 +55,13 @@
 //! slot. Readers do not notice: they keep reading `latest`'s copy. Slots are tied to the
 //! process by the kernel, so the next writer can tell that the holder is dead, takes the
 //! lock over and writes version `latest + 1` again.
+//! (The taker's load of `latest` has no Release store of the dead writer to pair with:
+//! that it sees everything the dead process stored rests on the kernel, which reports the
+//! death only after the process's last store, through the lock call the taker made.)
+//!
+//! A hostile process can make readers accept garbage (it can write the copies too), but
+//! never make them read out of bounds, panic or hang: lengths are judged against the
+//! capacity, and a `latest` that never settles ends in `Busy`.
 
 use std::time::{Duration, Instant};
 

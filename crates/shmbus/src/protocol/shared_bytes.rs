@@ -28,6 +28,8 @@ use crate::sync::{AtomicU64, AtomicU8, Ordering::Relaxed};
 /// Copies of at least this many bytes go through the AVX loop where the CPU has AVX (see
 /// the module docs).
 pub(crate) const AVX_MIN: usize = 256;
+// The AVX loop moves 128 bytes per turn and runs at least once.
+const _: () = assert!(AVX_MIN >= 128);
 /// Copies of at least this many bytes go through the CPU's string move. Measured on AMD
 /// EPYC (Zen 4) from a shared mapping: at 4 KiB the AVX loop takes 40 ns, `rep movsq` 55
 /// and the SSE2 loop 72; from 64 KiB on all three run at the same speed; below 256 bytes
@@ -50,7 +52,7 @@ pub(crate) fn load_bytes(src: &[AtomicU64], dst: &mut [u8]) {
     }
     let rest = &mut dst[whole * 8..];
     if !rest.is_empty() {
-        let word = src[whole].load(Relaxed).to_ne_bytes();
+        let word = bulk::load_word(&src[whole]).to_ne_bytes();
         rest.copy_from_slice(&word[..rest.len()]);
     }
 }
@@ -74,7 +76,7 @@ pub(crate) fn store_bytes(dst: &[AtomicU64], src: &[u8]) {
     if !rest.is_empty() {
         let mut word = [0u8; 8];
         word[..rest.len()].copy_from_slice(rest);
-        dst[whole].store(u64::from_ne_bytes(word), Relaxed);
+        bulk::store_word(&dst[whole], u64::from_ne_bytes(word));
     }
 }
 
@@ -115,6 +117,40 @@ mod bulk {
         words.len()
     }
 
+    /// The last, partial word of a copy, read with a plain `mov` like the rest of the copy:
+    /// every access to a copy's words is then the same kind (the assembly's byte-wise
+    /// accesses), never an `AtomicU64` load racing with them.
+    #[inline(always)]
+    pub(super) fn load_word(word: &AtomicU64) -> u64 {
+        let out: u64;
+        // SAFETY: one aligned 8-byte load from a valid `AtomicU64` (what a relaxed load
+        // does); it touches no stack and keeps the flags.
+        unsafe {
+            std::arch::asm!(
+                "mov {out}, qword ptr [{p}]",
+                p = in(reg) word.as_ptr(),
+                out = lateout(reg) out,
+                options(nostack, preserves_flags, readonly),
+            );
+        }
+        out
+    }
+
+    /// The last, partial word of a copy, written with a plain `mov` (see [`load_word`]).
+    #[inline(always)]
+    pub(super) fn store_word(word: &AtomicU64, value: u64) {
+        // SAFETY: one aligned 8-byte store into a valid `AtomicU64` (what a relaxed store
+        // does, allowed through `&` by its interior mutability); no stack, flags kept.
+        unsafe {
+            std::arch::asm!(
+                "mov qword ptr [{p}], {v}",
+                p = in(reg) word.as_ptr(),
+                v = in(reg) value,
+                options(nostack, preserves_flags),
+            );
+        }
+    }
+
     /// Copies `len` bytes (a multiple of 8) from `src` to `dst`, by the fastest of the
     /// three loops for `len` and this CPU.
     ///
@@ -130,7 +166,7 @@ mod bulk {
             // SAFETY: forwarded contract.
             unsafe { sse(src, dst, len) }
         } else {
-            // SAFETY: forwarded contract.
+            // SAFETY: forwarded contract, and `len >= AVX_MIN` here.
             unsafe { copy_large(src, dst, len) }
         }
     }
@@ -140,7 +176,7 @@ mod bulk {
     ///
     /// # Safety
     ///
-    /// As [`copy`].
+    /// As [`copy`], and `len >= AVX_MIN` (what the AVX loop needs).
     #[inline(never)]
     unsafe fn copy_large(src: *const u8, dst: *mut u8, len: usize) {
         let avx = std::arch::is_x86_feature_detected!("avx");
@@ -148,7 +184,8 @@ mod bulk {
             // SAFETY: forwarded contract.
             unsafe { rep_movsq(src, dst, len) }
         } else if avx {
-            // SAFETY: forwarded contract; the CPU has AVX (detected just above).
+            // SAFETY: forwarded contract (`len >= AVX_MIN >= 128`); the CPU has AVX
+            // (detected just above).
             unsafe { avx_loop(src, dst, len) }
         } else {
             // SAFETY: forwarded contract.
@@ -181,26 +218,27 @@ mod bulk {
     ///
     /// # Safety
     ///
-    /// As [`copy`], and the CPU has AVX.
+    /// As [`copy`], the CPU has AVX, and `len >= 128` (the loop runs at least once).
     #[target_feature(enable = "avx")]
     unsafe fn avx_loop(src: *const u8, dst: *mut u8, len: usize) {
         let blocks = len / 128 * 128;
         // SAFETY: `len >= AVX_MIN` (the caller) so `blocks >= 128`; the loop moves the
         // first `blocks` of the caller's `len` bytes, 128 per turn, each byte once and
         // nothing outside them. `vmovdqu` needs no alignment and the CPU has AVX (this
-        // function's contract). `vzeroupper` avoids the penalty of SSE code after it.
-        // Changed registers and flags are declared; it touches no stack.
+        // function's contract). `vzeroupper` avoids the penalty of SSE code after it; it
+        // clears the upper halves of every ymm register, so all sixteen are declared
+        // clobbered. Changed registers and flags are declared; it touches no stack.
         unsafe {
             std::arch::asm!(
                 "2:",
-                "vmovdqu {a}, ymmword ptr [{s}]",
-                "vmovdqu {b}, ymmword ptr [{s} + 32]",
-                "vmovdqu {c}, ymmword ptr [{s} + 64]",
-                "vmovdqu {e}, ymmword ptr [{s} + 96]",
-                "vmovdqu ymmword ptr [{d}], {a}",
-                "vmovdqu ymmword ptr [{d} + 32], {b}",
-                "vmovdqu ymmword ptr [{d} + 64], {c}",
-                "vmovdqu ymmword ptr [{d} + 96], {e}",
+                "vmovdqu ymm0, ymmword ptr [{s}]",
+                "vmovdqu ymm1, ymmword ptr [{s} + 32]",
+                "vmovdqu ymm2, ymmword ptr [{s} + 64]",
+                "vmovdqu ymm3, ymmword ptr [{s} + 96]",
+                "vmovdqu ymmword ptr [{d}], ymm0",
+                "vmovdqu ymmword ptr [{d} + 32], ymm1",
+                "vmovdqu ymmword ptr [{d} + 64], ymm2",
+                "vmovdqu ymmword ptr [{d} + 96], ymm3",
                 "add {s}, 128",
                 "add {d}, 128",
                 "sub {n}, 128",
@@ -209,10 +247,10 @@ mod bulk {
                 n = inout(reg) blocks => _,
                 s = inout(reg) src => _,
                 d = inout(reg) dst => _,
-                a = out(ymm_reg) _,
-                b = out(ymm_reg) _,
-                c = out(ymm_reg) _,
-                e = out(ymm_reg) _,
+                out("ymm0") _, out("ymm1") _, out("ymm2") _, out("ymm3") _,
+                out("ymm4") _, out("ymm5") _, out("ymm6") _, out("ymm7") _,
+                out("ymm8") _, out("ymm9") _, out("ymm10") _, out("ymm11") _,
+                out("ymm12") _, out("ymm13") _, out("ymm14") _, out("ymm15") _,
                 options(nostack),
             );
         }
@@ -224,7 +262,7 @@ mod bulk {
     ///
     /// # Safety
     ///
-    /// As [`copy`].
+    /// As [`copy`]: in particular `len` is a multiple of 8 (the last move is 8 bytes).
     #[inline]
     unsafe fn sse(src: *const u8, dst: *mut u8, len: usize) {
         // SAFETY: the loop moves 64 bytes per turn while at least 64 are left, then 16 at
@@ -277,6 +315,45 @@ mod bulk {
             );
         }
     }
+
+    /// Each path on its own, whatever this CPU would pick: every length that is a multiple
+    /// of 8 up to 1 KiB and a few large ones, copied whole and nothing past the end.
+    #[cfg(test)]
+    #[test]
+    fn every_path_copies_exactly_len_bytes() {
+        let lens = (0..=1024).step_by(8).chain([4096, 4104, 65536]);
+        for len in lens {
+            let src: Vec<u8> = (0..len).map(|i| (i * 31 + 7) as u8).collect();
+            type Path = unsafe fn(*const u8, *mut u8, usize);
+            let mut paths: Vec<(&str, Path)> =
+                vec![("sse", sse), ("rep movsq", rep_movsq), ("copy", copy)];
+            if len >= AVX_MIN {
+                paths.push(("copy_large", copy_large));
+            }
+            if len >= 128 && std::arch::is_x86_feature_detected!("avx") {
+                paths.push(("avx", avx_loop_checked));
+            }
+            for (name, path) in paths {
+                let mut dst = vec![0xAAu8; len + 16];
+                // SAFETY: `src` holds `len` bytes, `dst` more, they do not overlap, and
+                // both are private; `len` is a multiple of 8 (and >= 128 for AVX, which
+                // this CPU has).
+                unsafe { path(src.as_ptr(), dst.as_mut_ptr(), len) };
+                assert_eq!(&dst[..len], &src[..], "{name}, {len} bytes");
+                assert!(
+                    dst[len..].iter().all(|&b| b == 0xAA),
+                    "{name} wrote past {len}"
+                );
+            }
+        }
+    }
+
+    /// [`avx_loop`] as a plain `unsafe fn` pointer for the test (the caller checked AVX).
+    #[cfg(test)]
+    unsafe fn avx_loop_checked(src: *const u8, dst: *mut u8, len: usize) {
+        // SAFETY: forwarded contract; the test checked that the CPU has AVX.
+        unsafe { avx_loop(src, dst, len) }
+    }
 }
 
 /// Elsewhere the word loop does it all.
@@ -290,6 +367,14 @@ mod bulk {
 
     pub(super) fn store(_: &[AtomicU64], _: &[u8]) -> usize {
         0
+    }
+
+    pub(super) fn load_word(word: &AtomicU64) -> u64 {
+        word.load(crate::sync::Ordering::Relaxed)
+    }
+
+    pub(super) fn store_word(word: &AtomicU64, value: u64) {
+        word.store(value, crate::sync::Ordering::Relaxed)
     }
 }
 

@@ -516,16 +516,9 @@ impl Segment {
     /// (panics otherwise, as [`Self::at`]), for [`Self::get`] to hand out at the cost of one
     /// comparison: the board lookups on every read and write use it.
     pub(crate) fn region<T: SharedSafe>(&self, offset: usize, count: usize) -> Region<T> {
-        let end = (size_of::<T>().checked_mul(count)).and_then(|n| n.checked_add(offset));
-        let end = end.filter(|&end| end <= self.map.len());
-        let end = end.unwrap_or_else(|| panic!("shmbus bug: {count} values at {offset} outside"));
-        assert_eq!(offset % align_of::<T>(), 0, "shmbus bug: misaligned offset");
-        Region {
-            offset,
-            count,
-            end,
-            _t: std::marker::PhantomData,
-        }
+        Region::checked(offset, count, self.map.len()).unwrap_or_else(|| {
+            panic!("shmbus bug: {count} values at {offset}: outside the mapping or misaligned")
+        })
     }
 
     /// The values of a [`Region`] of this mapping.
@@ -533,15 +526,17 @@ impl Segment {
     pub(crate) fn get<T: SharedSafe>(&self, r: Region<T>) -> &[T] {
         // A region of another, larger mapping would be a bug: refused, never read.
         assert!(
-            r.end <= self.map.len(),
+            r.end() <= self.map.len(),
             "shmbus bug: region outside the mapping"
         );
-        // SAFETY: `region` checked `offset + count * size_of::<T>() == end` without overflow
-        // and the alignment (the mapping is page aligned); `end` is within this mapping
-        // (just checked). `T: SharedSafe` is valid for any bits and only mutated through
-        // atomics, so shared references are sound while other processes write. The slice
-        // borrows `self`, which owns the mapping.
-        unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(r.offset).cast::<T>(), r.count) }
+        // SAFETY: `Region::checked`, its only maker, ensured `offset + count *
+        // size_of::<T>() == end` without overflow and the alignment (the mapping is page
+        // aligned); `end` is within this mapping (just checked). `T: SharedSafe` is valid
+        // for any bits and only mutated through atomics, so shared references are sound
+        // while other processes write. The slice borrows `self`, which owns the mapping.
+        unsafe {
+            std::slice::from_raw_parts(self.map.as_ptr().add(r.offset()).cast::<T>(), r.count())
+        }
     }
 }
 
