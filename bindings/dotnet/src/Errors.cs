@@ -75,7 +75,11 @@ namespace Shmbus
 
         /// <summary>The exception for <paramref name="rc"/>, with this thread's last error
         /// message.</summary>
-        internal static ShmbusException From(int rc)
+        internal static ShmbusException From(int rc) { return From(rc, null); }
+
+        /// <summary>The exception for <paramref name="rc"/> of a call about keyed-blackboard
+        /// key <paramref name="key"/> (which an unknown-key exception carries).</summary>
+        internal static ShmbusException From(int rc, string key)
         {
             string message = Native.Utf8(Native.shmbus_last_error());
             if (message.Length == 0) message = Native.Utf8(Native.shmbus_status_name(rc));
@@ -88,6 +92,7 @@ namespace Shmbus
                 case Status.WriterDied: return new ShmbusPublisherGoneException(status, message);
                 case Status.NotFound: return new ShmbusNotFoundException(message);
                 case Status.Permission: return new ShmbusPermissionException(message);
+                case Status.UnknownKey: return new ShmbusUnknownKeyException(key, message);
                 default: return new ShmbusException(status, message);
             }
         }
@@ -96,6 +101,14 @@ namespace Shmbus
         internal static int Check(int rc)
         {
             if (rc < 0) throw From(rc);
+            return rc;
+        }
+
+        /// <summary>Throws for a negative status of a call about key <paramref name="key"/>;
+        /// returns a non-negative one.</summary>
+        internal static int Check(int rc, string key)
+        {
+            if (rc < 0) throw From(rc, key);
             return rc;
         }
     }
@@ -136,6 +149,20 @@ namespace Shmbus
     {
         /// <summary>The exception with the library's <paramref name="message"/>.</summary>
         public ShmbusPermissionException(string message) : base(Status.Permission, message) { }
+    }
+
+    /// <summary>A keyed blackboard has no such key (its keys are fixed when it is created;
+    /// <see cref="KeyedBlackboard.Keys"/> lists them). <see cref="Key"/> is the key asked
+    /// for; the message names it and the board.</summary>
+    public class ShmbusUnknownKeyException : ShmbusException
+    {
+        /// <summary>The key asked for (null only when the library reported an unknown key
+        /// for a call that named none).</summary>
+        public string Key { get; private set; }
+
+        /// <summary>The exception for <paramref name="key"/> with the library's
+        /// <paramref name="message"/>.</summary>
+        public ShmbusUnknownKeyException(string key, string message) : base(Status.UnknownKey, message) { Key = key; }
     }
 
     /// <summary>A receive handler's callback threw; raised by <see cref="ShmbusHandlers.Unhandled"/>

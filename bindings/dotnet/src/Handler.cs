@@ -85,7 +85,10 @@ namespace Shmbus
             GC.KeepAlive(callback);
         }
 
-        private void RefuseOwnThread()
+        /// <summary>Throws when called from this handler's own callback (whose thread a stop
+        /// would wait for); lets an owner of several handlers check them all before it stops
+        /// any.</summary>
+        internal void RefuseOwnThread()
         {
             if (Thread.CurrentThread.ManagedThreadId == callbackThread && callbackThread != -1)
                 throw new InvalidOperationException(

@@ -82,6 +82,20 @@ namespace Shmbus
         [DllImport(Lib)] internal static extern int shmbus_blackboard_on_update(BlackboardHandle b, ulong version, UpdateFn cb, IntPtr user, out HandlerHandle h);
         [DllImport(Lib)] internal static extern void shmbus_blackboard_close(IntPtr b);
 
+        // Keyed blackboards (a key is passed as NUL-terminated UTF-8 bytes: see KeyedBlackboard.KeyBytes)
+        [DllImport(Lib)] internal static extern int shmbus_keyed_blackboard_create_with(string name, IntPtr[] keys, UIntPtr keyCount, UIntPtr capacity, OptionsHandle opts, out KeyedBlackboardHandle b);
+        [DllImport(Lib)] internal static extern int shmbus_keyed_blackboard_open_with(string name, OptionsHandle opts, out KeyedBlackboardHandle b);
+        [DllImport(Lib)] internal static extern int shmbus_keyed_blackboard_create_or_open(string name, IntPtr[] keys, UIntPtr keyCount, UIntPtr capacity, OptionsHandle opts, out KeyedBlackboardHandle b);
+        [DllImport(Lib)] internal static extern UIntPtr shmbus_keyed_blackboard_capacity(KeyedBlackboardHandle b);
+        [DllImport(Lib)] internal static extern UIntPtr shmbus_keyed_blackboard_key_count(KeyedBlackboardHandle b);
+        [DllImport(Lib)] internal static extern IntPtr shmbus_keyed_blackboard_key(KeyedBlackboardHandle b, UIntPtr index);
+        [DllImport(Lib)] internal static extern unsafe int shmbus_keyed_blackboard_write(KeyedBlackboardHandle b, byte[] key, byte* data, UIntPtr len);
+        [DllImport(Lib)] internal static extern unsafe int shmbus_keyed_blackboard_read(KeyedBlackboardHandle b, byte[] key, byte* buf, UIntPtr cap, out UIntPtr len, out ulong version);
+        [DllImport(Lib)] internal static extern int shmbus_keyed_blackboard_version(KeyedBlackboardHandle b, byte[] key, out ulong version);
+        [DllImport(Lib)] internal static extern int shmbus_keyed_blackboard_wait_newer(KeyedBlackboardHandle b, byte[] key, ulong version, long timeoutNs, out ulong newer);
+        [DllImport(Lib)] internal static extern int shmbus_keyed_blackboard_on_update(KeyedBlackboardHandle b, byte[] key, ulong version, UpdateFn cb, IntPtr user, out HandlerHandle h);
+        [DllImport(Lib)] internal static extern void shmbus_keyed_blackboard_close(IntPtr b);
+
         // Events
         [DllImport(Lib)] internal static extern int shmbus_event_create_with(string name, int manualReset, OptionsHandle opts, out EventHandle e);
         [DllImport(Lib)] internal static extern int shmbus_event_open_with(string name, OptionsHandle opts, out EventHandle e);
@@ -166,6 +180,12 @@ namespace Shmbus
     {
         internal BlackboardHandle() : base(true) { }
         protected override bool ReleaseHandle() { Native.shmbus_blackboard_close(handle); return true; }
+    }
+
+    internal sealed class KeyedBlackboardHandle : SafeHandleZeroOrMinusOneIsInvalid
+    {
+        internal KeyedBlackboardHandle() : base(true) { }
+        protected override bool ReleaseHandle() { Native.shmbus_keyed_blackboard_close(handle); return true; }
     }
 
     internal sealed class EventHandle : SafeHandleZeroOrMinusOneIsInvalid

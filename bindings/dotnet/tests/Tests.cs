@@ -593,6 +593,412 @@ namespace Shmbus.Tests
         }
     }
 
+    public static class KeyedBlackboardTests
+    {
+        private static readonly string[] Robot = { "pose", "battery", "mode" };
+
+        [Test]
+        public static void KeyedCreateOpenAndCreateOrOpen()
+        {
+            using (var b = KeyedBlackboard.Create("robot", Robot, 32))
+            {
+                Assert.Equal("robot", b.Name, "name");
+                Assert.Equal(32, b.Capacity, "capacity");
+                Assert.Equal("pose,battery,mode", string.Join(",", b.Keys), "keys in the order given");
+                using (var o = KeyedBlackboard.Open("robot"))
+                {
+                    Assert.Equal("pose,battery,mode", string.Join(",", o.Keys), "the opener finds the creator's keys");
+                    Assert.Equal(32, o.Capacity, "and its capacity");
+                }
+                // An existing board keeps its own keys and capacity.
+                using (var c = KeyedBlackboard.CreateOrOpen("robot", new[] { "x", "y" }, 1000))
+                {
+                    Assert.Equal("pose,battery,mode", string.Join(",", c.Keys), "create-or-open of an existing board");
+                    Assert.Equal(32, c.Capacity, "its own capacity");
+                }
+                var e = Assert.Throws<ShmbusException>(() => KeyedBlackboard.Create("robot", Robot, 32), "twice");
+                Assert.Equal(Status.Exists, e.Status, "exists");
+            }
+            Assert.Throws<ShmbusNotFoundException>(() => KeyedBlackboard.Open("robot"), "removed with its creator");
+            // Order is kept, not sorted; keys are UTF-8 (a 60-byte key is the longest).
+            string longest = new string('k', 60);
+            var keys = new[] { "b", "a", "température", longest };
+            using (var made = KeyedBlackboard.CreateOrOpen("made", keys, 16))
+            using (var o = KeyedBlackboard.Open("made"))
+            {
+                Assert.Equal(string.Join(",", keys), string.Join(",", made.Keys), "created by create-or-open");
+                Assert.Equal(string.Join(",", keys), string.Join(",", o.Keys), "opened");
+                Assert.Equal(16, o.Capacity, "capacity");
+                made.Write("température", B("21.5"));
+                Assert.Bytes(B("21.5"), o.Read("température"), "a non-ASCII key");
+                made.Write(longest, B("long"));
+                Assert.Bytes(B("long"), o.Read(longest), "a 60-byte key");
+            }
+            using (var p = KeyedBlackboard.Create("optioned", Robot, 8, new ShmbusOptions { Namespace = "cs-keyed-ns" }))
+            {
+                Assert.Throws<ShmbusNotFoundException>(() => KeyedBlackboard.Open("optioned"), "not in our namespace");
+                using (var o = KeyedBlackboard.Open("optioned", new ShmbusOptions { Namespace = "cs-keyed-ns" }))
+                    Assert.Equal(3, o.Keys.Count, "options reach the open");
+            }
+        }
+
+        [Test]
+        public static void KeyedWriteAndReadPerKeyWithIndependentVersions()
+        {
+            using (var w = KeyedBlackboard.Create("robot", Robot, 32)) using (var r = KeyedBlackboard.Open("robot"))
+            {
+                long version;
+                Assert.Equal(0, r.Read("pose", out version).Length, "nothing written yet");
+                Assert.Equal(0L, version, "version 0 before the first write");
+                Assert.Equal(1L, w.Write("pose", B("a longer value")), "pose version 1");
+                Assert.Equal(2L, w.Write("pose", B("x=1")), "pose version 2");
+                Assert.Equal(1L, w.Write("battery", new ReadOnlySpan<byte>(B("87%"))), "battery version 1 (span)");
+                Assert.Bytes(B("x=1"), r.Read("pose", out version), "pose: the last value, its own length");
+                Assert.Equal(2L, version, "pose's version");
+                Assert.Bytes(B("87%"), r.Read("battery"), "battery");
+                Assert.Equal(2L, r.Version("pose"), "pose");
+                Assert.Equal(1L, r.Version("battery"), "battery");
+                Assert.Equal(0L, r.Version("mode"), "mode: never written");
+                Assert.Equal(0, r.Read("mode").Length, "mode: empty");
+                Assert.Equal(1L, w.Write("mode", new byte[0]), "an empty value is a write");
+                Assert.Equal(0, r.Read("mode").Length, "still empty");
+                Assert.Equal(1L, r.Version("mode"), "but version 1");
+                w.Write("mode", new byte[32]);
+                Assert.Equal(32, r.Read("mode").Length, "a value of the whole capacity");
+            }
+        }
+
+        [Test]
+        public static void KeyedWaitNewerIsPerKey()
+        {
+            using (var w = KeyedBlackboard.Create("robot", Robot, 32)) using (var r = KeyedBlackboard.Open("robot"))
+            {
+                Assert.Equal(null, r.WaitNewer("battery", 0, TimeSpan.Zero), "nothing newer, no wait");
+                var sw = Stopwatch.StartNew();
+                Assert.Equal(null, r.WaitNewer("battery", 0, TimeSpan.FromMilliseconds(50)), "nothing newer yet");
+                Assert.True(sw.ElapsedMilliseconds >= 40, "the timeout was waited: " + sw.ElapsedMilliseconds + " ms");
+                long? got = -1;
+                var waiter = new Thread(() => got = r.WaitNewer("battery", 0, TimeSpan.FromSeconds(10)));
+                waiter.Start();
+                Thread.Sleep(50);
+                for (int i = 0; i < 5; i++) w.Write("pose", B("p" + i));
+                Assert.True(!waiter.Join(200), "writes of another key do not end the wait");
+                w.Write("battery", B("87%"));
+                Assert.True(waiter.Join(5000), "a write of the key ends it");
+                Assert.Equal((long?)1, got, "battery's new version");
+                Assert.Equal((long?)5, r.WaitNewer("pose", 0, TimeSpan.FromSeconds(1)), "pose's version, at once");
+                Assert.Equal(null, r.WaitNewer("pose", 5, TimeSpan.FromMilliseconds(10)), "nothing newer than 5");
+                Assert.Throws<ArgumentOutOfRangeException>(() => r.WaitNewer("pose", 5, TimeSpan.FromSeconds(-2)), "negative timeout");
+            }
+        }
+
+        [Test]
+        public static void KeyedOnUpdateGetsOnlyItsKeysValues()
+        {
+            const int n = 100;
+            var poses = new List<string>();
+            var batteries = new List<string>();
+            int handlerThread = -1;
+            using (var w = KeyedBlackboard.Create("robot", Robot, 32)) using (var r = KeyedBlackboard.Open("robot"))
+            {
+                w.Write("pose", B("before"));
+                var ps = r.OnUpdate("pose", v => { handlerThread = Thread.CurrentThread.ManagedThreadId; lock (poses) poses.Add(S(v)); });
+                var bs = r.OnUpdate("battery", v => { lock (batteries) batteries.Add(S(v)); });
+                Assert.Equal("pose", ps.Key, "the subscription's key");
+                for (int i = 1; i <= n; i++)
+                {
+                    w.Write("pose", B("p" + i));
+                    if (i % 10 == 0) w.Write("battery", B("b" + i));
+                    w.Write("mode", B("m" + i));
+                    Thread.Sleep(0);
+                }
+                WaitUntil(() => { lock (poses) return poses.Count > 0 && poses.Last() == "p" + n; }, "the last pose");
+                WaitUntil(() => { lock (batteries) return batteries.Count > 0 && batteries.Last() == "b" + n; }, "the last battery");
+                lock (poses)
+                {
+                    Assert.True(poses.All(v => v.StartsWith("p")), "only pose values (not the value before the subscription): " + string.Join(",", poses));
+                    var nums = poses.Select(v => int.Parse(v.Substring(1))).ToList();
+                    for (int k = 1; k < nums.Count; k++) Assert.True(nums[k] > nums[k - 1], "in order");
+                    Assert.Equal((long)n, poses.Count + ps.Skipped, "every pose version delivered or counted as skipped");
+                }
+                lock (batteries)
+                {
+                    Assert.True(batteries.All(v => v.StartsWith("b")), "only battery values: " + string.Join(",", batteries));
+                    Assert.Equal((long)(n / 10), batteries.Count + bs.Skipped, "every battery version delivered or skipped");
+                }
+                Assert.True(handlerThread != Thread.CurrentThread.ManagedThreadId, "the handler runs on a background thread");
+                // Disposing a subscription stops its handler; the others go on.
+                ps.Dispose();
+                ps.Dispose(); // twice is harmless
+                int delivered;
+                lock (poses) delivered = poses.Count;
+                w.Write("pose", B("after"));
+                w.Write("battery", B("b-after"));
+                WaitUntil(() => { lock (batteries) return batteries.Last() == "b-after"; }, "battery still delivered");
+                Thread.Sleep(20);
+                lock (poses) Assert.Equal(delivered, poses.Count, "nothing delivered after its Dispose");
+                // A handler's exception is reported, and the handler goes on.
+                var reported = new List<Exception>();
+                EventHandler<HandlerFailedEventArgs> onError = (s, e) => { lock (reported) reported.Add(e.Exception); };
+                ShmbusHandlers.Unhandled += onError;
+                try
+                {
+                    var modes = new List<string>();
+                    using (r.OnUpdate("mode", v => { lock (modes) modes.Add(S(v)); if (S(v) == "bad") throw new InvalidOperationException("boom"); }))
+                    {
+                        w.Write("mode", B("bad"));
+                        WaitUntil(() => { lock (reported) return reported.Count == 1; }, "the exception reported");
+                        w.Write("mode", B("good"));
+                        WaitUntil(() => { lock (modes) return modes.Contains("good"); }, "the next value delivered");
+                    }
+                    Assert.Equal("boom", reported[0].Message, "the callback's exception");
+                }
+                finally
+                {
+                    ShmbusHandlers.Unhandled -= onError;
+                }
+            }
+        }
+
+        [Test]
+        public static void KeyedUnknownKeysAndTooLargeValues()
+        {
+            using (var b = KeyedBlackboard.Create("robot", Robot, 8))
+            {
+                var actions = new Dictionary<string, Action>
+                {
+                    { "write", () => b.Write("speed", B("1")) },
+                    { "write a span", () => b.Write("speed", new ReadOnlySpan<byte>(B("1"))) },
+                    { "read", () => b.Read("speed") },
+                    { "version", () => b.Version("speed") },
+                    { "wait", () => b.WaitNewer("speed", 0, TimeSpan.FromSeconds(5)) },
+                    { "on update", () => b.OnUpdate("speed", v => { }) },
+                };
+                foreach (var a in actions)
+                {
+                    var e = Assert.Throws<ShmbusUnknownKeyException>(a.Value, a.Key + " of an unknown key");
+                    Assert.Equal("speed", e.Key, a.Key + ": the key");
+                    Assert.Equal(Status.UnknownKey, e.Status, a.Key + ": status");
+                    Assert.True(e.Message.Contains("speed") && e.Message.Contains("robot"), a.Key + ": the message names the key and board: " + e.Message);
+                    Assert.True(e is ShmbusException, "a ShmbusException");
+                }
+                // Keys are exact: case, and what C would cut at a NUL.
+                Assert.Equal("Pose", Assert.Throws<ShmbusUnknownKeyException>(() => b.Read("Pose"), "case").Key, "case");
+                var nul = Assert.Throws<ShmbusUnknownKeyException>(() => b.Write("pose\0x", B("1")), "a key with a NUL");
+                Assert.Equal("pose\0x", nul.Key, "the key as given");
+                Assert.Equal(0L, b.Version("pose"), "pose was not written");
+                Assert.Equal("\ud800", Assert.Throws<ShmbusUnknownKeyException>(() => b.Read("\ud800"), "a lone surrogate").Key, "lone surrogate");
+                Assert.Equal("", Assert.Throws<ShmbusUnknownKeyException>(() => b.Read(""), "the empty key").Key, "empty key");
+                var big = Assert.Throws<ShmbusException>(() => b.Write("pose", new byte[9]), "too large");
+                Assert.Equal(Status.TooLarge, big.Status, "status");
+                Assert.Equal(0L, b.Version("pose"), "nothing written");
+                b.Write("pose", new byte[8]);
+                Assert.Throws<ArgumentNullException>(() => b.Write(null, B("x")), "null key");
+                Assert.Throws<ArgumentNullException>(() => b.Read(null), "null key");
+                Assert.Throws<ArgumentNullException>(() => b.Write("pose", (byte[])null), "null data");
+                Assert.Throws<ArgumentNullException>(() => b.OnUpdate("pose", null), "null handler");
+            }
+        }
+
+        [Test]
+        public static void KeyedInvalidKeySetsAndWrongObjects()
+        {
+            var invalid = new Dictionary<string, string[]>
+            {
+                { "no keys", new string[0] },
+                { "a duplicate", new[] { "pose", "battery", "pose" } },
+                { "a 61-byte key", new[] { "pose", new string('k', 61) } },
+                { "a 61-byte key of 2-byte characters", new[] { "é" + new string('k', 59) } },
+                { "an empty key", new[] { "pose", "" } },
+                { "a control character", new[] { "po\nse" } },
+                { "a NUL", new[] { "po\0se" } },
+                { "a lone surrogate", new[] { "po\udc00se" } },
+                { "a null key", new[] { "pose", null } },
+                { "4097 keys", Enumerable.Range(0, 4097).Select(i => "k" + i).ToArray() },
+            };
+            foreach (var set in invalid)
+            {
+                var e = Assert.Throws<ShmbusException>(() => KeyedBlackboard.Create("bad", set.Value, 8), set.Key);
+                Assert.Equal(Status.Invalid, e.Status, set.Key + ": status (" + e.Message + ")");
+                Assert.True(e.Message.Length > 0, set.Key + ": a message");
+                var c = Assert.Throws<ShmbusException>(() => KeyedBlackboard.CreateOrOpen("bad", set.Value, 8), set.Key + " (create-or-open)");
+                Assert.Equal(Status.Invalid, c.Status, set.Key + ": create-or-open status");
+            }
+            Assert.Throws<ShmbusNotFoundException>(() => KeyedBlackboard.Open("bad"), "nothing was created");
+            using (KeyedBlackboard.Create("good", Enumerable.Range(0, 4096).Select(i => "k" + i), 8))
+            {
+                // An existing board: the keys must still make a valid set.
+                var e = Assert.Throws<ShmbusException>(() => KeyedBlackboard.CreateOrOpen("good", new[] { "a", "a" }, 8), "invalid keys for an existing board");
+                Assert.Equal(Status.Invalid, e.Status, "status");
+                using (var o = KeyedBlackboard.Open("good")) Assert.Equal(4096, o.Keys.Count, "4096 keys");
+            }
+            Assert.Throws<ArgumentNullException>(() => KeyedBlackboard.Create("bad", null, 8), "null keys");
+            Assert.Throws<ArgumentOutOfRangeException>(() => KeyedBlackboard.Create("bad", Robot, -1), "negative capacity");
+            var name = Assert.Throws<ShmbusException>(() => KeyedBlackboard.Create("../etc/passwd", Robot, 8), "bad name");
+            Assert.Equal(Status.Invalid, name.Status, "invalid name");
+
+            var missing = Assert.Throws<ShmbusNotFoundException>(() => KeyedBlackboard.Open("no.such.keyed"), "not found");
+            Assert.True(missing.Message.Contains("no.such.keyed"), "the message names it: " + missing.Message);
+            Assert.Equal(Status.NotFound, missing.Status, "status");
+            using (Blackboard.Create("plain", 8))
+            {
+                var m = Assert.Throws<ShmbusException>(() => KeyedBlackboard.Open("plain"), "a plain blackboard opened as keyed");
+                Assert.Equal(Status.Mismatch, m.Status, "mismatch: " + m.Message);
+                var c = Assert.Throws<ShmbusException>(() => KeyedBlackboard.CreateOrOpen("plain", Robot, 8), "create-or-open of a plain blackboard");
+                Assert.Equal(Status.Mismatch, c.Status, "mismatch");
+                var x = Assert.Throws<ShmbusException>(() => KeyedBlackboard.Create("plain", Robot, 8), "create over a plain blackboard");
+                Assert.Equal(Status.Exists, x.Status, "exists");
+            }
+            using (KeyedBlackboard.Create("keyed", Robot, 8))
+            {
+                var m = Assert.Throws<ShmbusException>(() => Blackboard.Open("keyed"), "a keyed blackboard opened as plain");
+                Assert.Equal(Status.Mismatch, m.Status, "mismatch");
+                var s = Assert.Throws<ShmbusException>(() => new Subscriber("keyed"), "a keyed blackboard as a channel");
+                Assert.Equal(Status.Mismatch, s.Status, "wrong kind");
+            }
+            using (var p = new Publisher("channel"))
+            {
+                var m = Assert.Throws<ShmbusException>(() => KeyedBlackboard.Open("channel"), "a channel opened as a keyed blackboard");
+                Assert.Equal(Status.Mismatch, m.Status, "mismatch");
+            }
+        }
+
+        [Test]
+        public static void KeyedDisposeRules()
+        {
+            var b = KeyedBlackboard.Create("robot", Robot, 8);
+            b.Dispose();
+            Assert.Throws<ObjectDisposedException>(() => b.Write("pose", B("x")), "write after dispose");
+            Assert.Throws<ObjectDisposedException>(() => b.Write("pose", new ReadOnlySpan<byte>(B("x"))), "span write after dispose");
+            Assert.Throws<ObjectDisposedException>(() => b.Read("pose"), "read after dispose");
+            Assert.Throws<ObjectDisposedException>(() => b.Version("pose"), "version after dispose");
+            Assert.Throws<ObjectDisposedException>(() => b.WaitNewer("pose", 0, TimeSpan.Zero), "wait after dispose");
+            Assert.Throws<ObjectDisposedException>(() => b.OnUpdate("pose", v => { }), "a handler after dispose");
+            Assert.Throws<ObjectDisposedException>(() => b.Read("speed"), "disposed comes before unknown key");
+            Assert.Equal("robot", b.Name, "the name stays");
+            Assert.Equal(3, b.Keys.Count, "the keys stay");
+            b.Dispose(); // twice is harmless
+            Assert.Throws<ShmbusNotFoundException>(() => KeyedBlackboard.Open("robot"), "the creator's Dispose removed it");
+
+            // Dispose returns promptly with handlers running, and waits for a callback in progress.
+            var inside = new ManualResetEvent(false);
+            bool finished = false;
+            using (var w = KeyedBlackboard.Create("joins", Robot, 8))
+            {
+                var r = KeyedBlackboard.Open("joins");
+                var idle = r.OnUpdate("pose", v => { });
+                r.OnUpdate("battery", v => { inside.Set(); Thread.Sleep(200); finished = true; });
+                w.Write("battery", B("x"));
+                Assert.True(inside.WaitOne(5000), "callback started");
+                r.Dispose();
+                Assert.True(finished, "Dispose joined the handler thread: the callback had finished");
+                idle.Dispose(); // after the board's Dispose: harmless
+                var sw = Stopwatch.StartNew();
+                var r2 = KeyedBlackboard.Open("joins");
+                r2.OnUpdate("pose", v => { });
+                r2.OnUpdate("mode", v => { });
+                w.Write("pose", B("x"));
+                Thread.Sleep(20);
+                sw.Restart();
+                r2.Dispose();
+                Assert.True(sw.ElapsedMilliseconds < 500, "Dispose took " + sw.ElapsedMilliseconds + " ms");
+                Assert.Bytes(B("x"), w.Read("pose"), "the writer's board goes on");
+            }
+
+            // Dispose (of the board or the subscription) from a handler's own callback is refused.
+            using (var w = KeyedBlackboard.Create("self", Robot, 8))
+            {
+                var r = KeyedBlackboard.Open("self");
+                Exception fromBoard = null, fromSubscription = null;
+                var done = new ManualResetEvent(false);
+                bool otherStillRuns = false;
+                var other = new ManualResetEvent(false);
+                r.OnUpdate("battery", v => { other.Set(); });
+                KeyedBlackboard.Subscription s = null;
+                var ready = new ManualResetEvent(false);
+                s = r.OnUpdate("pose", v =>
+                {
+                    ready.WaitOne();
+                    try { r.Dispose(); } catch (Exception e) { fromBoard = e; }
+                    try { s.Dispose(); } catch (Exception e) { fromSubscription = e; }
+                    done.Set();
+                });
+                ready.Set();
+                w.Write("pose", B("x"));
+                Assert.True(done.WaitOne(5000), "callback ran");
+                Assert.True(fromBoard is InvalidOperationException, "the board's Dispose refused: " + fromBoard);
+                Assert.True(fromSubscription is InvalidOperationException, "the subscription's Dispose refused: " + fromSubscription);
+                // Nothing changed: the board works, its other handler too.
+                Assert.Bytes(B("x"), r.Read("pose"), "the board still works");
+                w.Write("battery", B("y"));
+                otherStillRuns = other.WaitOne(5000);
+                Assert.True(otherStillRuns, "the other handler still runs");
+                r.Dispose();
+                Assert.Throws<ObjectDisposedException>(() => r.Read("pose"), "then disposed from outside");
+            }
+        }
+
+        [Test]
+        public static void KeyedNoHandleLeaks()
+        {
+            KeyedCycle(100);
+            int fds = OpenFds(), maps = ShmbusMappings();
+            KeyedCycle(2000);
+            Assert.True(OpenFds() <= fds, "open file descriptors: " + fds + " before, " + OpenFds() + " after");
+            Assert.Equal(maps, ShmbusMappings(), "shmbus mappings");
+        }
+
+        private static void KeyedCycle(int n)
+        {
+            for (int i = 0; i < n; i++)
+            {
+                using (var b = KeyedBlackboard.Create("cyclekeyed", Robot, 64))
+                using (var o = KeyedBlackboard.Open("cyclekeyed"))
+                {
+                    b.Write("pose", B("x"));
+                    o.Read("pose");
+                    if (i % 100 == 0) using (o.OnUpdate("pose", v => { })) b.Write("pose", B("y"));
+                }
+                if (i % 100 == 0) Assert.Throws<ShmbusNotFoundException>(() => KeyedBlackboard.Open("cyclekeyed"), "removed by Dispose");
+            }
+        }
+
+        [Test]
+        public static void KeyedAcrossProcessesWithTheCli()
+        {
+            using (var b = KeyedBlackboard.Create("robot", Robot, 64))
+            {
+                // The CLI writes a key, C# reads it.
+                var w = Start(Cli, "board write robot --key battery 87%");
+                Assert.Equal(0, Wait(w, 10, "shmbus board write --key"), "exit code: " + w.StandardError.ReadToEnd());
+                long version;
+                Assert.Bytes(B("87%"), b.Read("battery", out version), "the CLI's value");
+                Assert.Equal(1L, version, "battery's version");
+                Assert.Equal(0L, b.Version("pose"), "no other key written");
+                // C# writes a key, the CLI reads it.
+                b.Write("pose", B("x=1 y=2"));
+                var r = Start(Cli, "board read robot --key pose");
+                string output = r.StandardOutput.ReadToEnd();
+                Assert.Equal(0, Wait(r, 10, "shmbus board read --key"), "exit code: " + r.StandardError.ReadToEnd());
+                Assert.Equal("x=1 y=2", output, "the CLI printed exactly the value");
+                // A key the board lacks fails in the CLI as it does here.
+                var u = Start(Cli, "board read robot --key speed");
+                string err = u.StandardError.ReadToEnd();
+                Assert.True(Wait(u, 10, "shmbus board read --key speed") != 0, "an unknown key fails");
+                Assert.True(err.Contains("speed"), "and names it: " + err);
+            }
+            // A board the CLI created: C# finds its keys.
+            var c = Start(Cli, "board write clikeyed --keys pose,battery --capacity 128 --key pose hello");
+            Assert.Equal(0, Wait(c, 10, "shmbus board write --keys"), "exit code: " + c.StandardError.ReadToEnd());
+            using (var o = KeyedBlackboard.Open("clikeyed"))
+            {
+                Assert.Equal("pose,battery", string.Join(",", o.Keys), "the CLI's keys");
+                Assert.Equal(128, o.Capacity, "the CLI's capacity");
+                Assert.Bytes(B("hello"), o.Read("pose"), "the CLI's value");
+            }
+        }
+    }
+
     public static class ErrorTests
     {
         [DllImport("shmbus")] private static extern IntPtr shmbus_status_name(int status);
