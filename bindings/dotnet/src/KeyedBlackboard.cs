@@ -64,20 +64,7 @@ namespace Shmbus
         /// key set (or name), <see cref="Status.Exists"/> when the name is taken.</exception>
         public static KeyedBlackboard Create(string name, IEnumerable<string> keys, int capacity, ShmbusOptions options = null)
         {
-            if (capacity < 0) throw new ArgumentOutOfRangeException("capacity");
-            IntPtr[] set = KeySet(keys);
-            KeyedBlackboardHandle h;
-            try
-            {
-                using (var opts = ShmbusOptions.Build(options))
-                    ShmbusException.Check(Native.shmbus_keyed_blackboard_create_with(
-                        name, set, (UIntPtr)(ulong)set.Length, (UIntPtr)(ulong)capacity, opts, out h));
-            }
-            finally
-            {
-                FreeKeySet(set);
-            }
-            return new KeyedBlackboard(h, name);
+            return Make(Native.shmbus_keyed_blackboard_create_with, name, keys, capacity, options);
         }
 
         /// <summary>Opens keyed blackboard <paramref name="name"/>, with the keys and capacity it
@@ -99,14 +86,24 @@ namespace Shmbus
         /// capacity (see <see cref="Keys"/> and <see cref="Capacity"/>).</summary>
         public static KeyedBlackboard CreateOrOpen(string name, IEnumerable<string> keys, int capacity, ShmbusOptions options = null)
         {
+            return Make(Native.shmbus_keyed_blackboard_create_or_open, name, keys, capacity, options);
+        }
+
+        /// <summary>The C signature both creating calls share.</summary>
+        private delegate int CreateCall(string name, IntPtr[] keys, UIntPtr keyCount, UIntPtr capacity,
+            OptionsHandle opts, out KeyedBlackboardHandle b);
+
+        /// <summary>Create and CreateOrOpen: the key set passed as C strings (freed after the
+        /// call), the status checked.</summary>
+        private static KeyedBlackboard Make(CreateCall call, string name, IEnumerable<string> keys, int capacity, ShmbusOptions options)
+        {
             if (capacity < 0) throw new ArgumentOutOfRangeException("capacity");
             IntPtr[] set = KeySet(keys);
             KeyedBlackboardHandle h;
             try
             {
                 using (var opts = ShmbusOptions.Build(options))
-                    ShmbusException.Check(Native.shmbus_keyed_blackboard_create_or_open(
-                        name, set, (UIntPtr)(ulong)set.Length, (UIntPtr)(ulong)capacity, opts, out h));
+                    ShmbusException.Check(call(name, set, (UIntPtr)(ulong)set.Length, (UIntPtr)(ulong)capacity, opts, out h));
             }
             finally
             {
