@@ -1,9 +1,12 @@
 //! Placement probe: how far apart the host has put the two vCPUs right now.
 //!
-//! The host places the machine's two vCPUs near each other or far apart, and moves them from
-//! minute to minute: a cross-core ping-pong costs about 50–65 ns one way when near and
-//! 170–260 ns when far. A ratio between two rows means something only when both were
-//! measured near, so the boards mode probes before and after every row.
+//! The host places the machine's two vCPUs on one physical core, on two cores near each
+//! other, or on two cores far apart, and moves them from minute to minute. Seen here: a
+//! cross-core ping-pong costs about 50–100 ns one way when near and 170–260 ns when far;
+//! on an Intel host the two vCPUs sometimes share one core (about 20 ns one way: the
+//! lines never leave that core's caches). A ratio between two rows means something only
+//! when both were measured near (two processes on two cores, the case the comparison is
+//! about), so the boards mode probes before and after every row.
 //!
 //! The probe: two threads pinned to two cores bounce one atomic word [`ROUNDS`] times
 //! (after [`WARMUP`] untimed rounds); one-way latency is the median round trip / 2. Each
@@ -22,6 +25,41 @@ pub const ROUNDS: usize = 10_000;
 pub const WARMUP: usize = 1_000;
 /// One-way latencies above this many nanoseconds mean the vCPUs are far apart.
 pub const FAR_NS: f64 = 120.0;
+/// One-way latencies below this many nanoseconds mean the vCPUs share one core.
+pub const SHARED_NS: f64 = 35.0;
+
+/// Where one probe found the two vCPUs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    /// On one physical core (below [`SHARED_NS`]).
+    Shared,
+    /// On two cores near each other: the placement rows are compared at.
+    Near,
+    /// On two cores far apart (above [`FAR_NS`]).
+    Far,
+}
+
+impl Class {
+    /// The class of a probe that measured `ns` one way.
+    pub fn of(ns: f64) -> Class {
+        if ns < SHARED_NS {
+            Class::Shared
+        } else if ns <= FAR_NS {
+            Class::Near
+        } else {
+            Class::Far
+        }
+    }
+
+    /// `shared`, `near` or `far`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Class::Shared => "shared",
+            Class::Near => "near",
+            Class::Far => "far",
+        }
+    }
+}
 
 /// The probes taken just before and just after one row.
 #[derive(Clone, Copy, Debug)]
@@ -33,16 +71,26 @@ pub struct Placement {
 }
 
 impl Placement {
-    /// Whether both probes found the cores near each other.
+    /// Whether both probes found the vCPUs on two cores near each other.
     pub fn near(&self) -> bool {
-        self.before_ns <= FAR_NS && self.after_ns <= FAR_NS
+        self.class() == Class::Near
     }
 
-    /// `near 58/61` or `far 210/62` (before/after, one-way ns).
+    /// The row's class: near only if both probes say near; otherwise the probe that
+    /// was not near decides (far before shared).
+    pub fn class(&self) -> Class {
+        match (Class::of(self.before_ns), Class::of(self.after_ns)) {
+            (Class::Near, Class::Near) => Class::Near,
+            (Class::Far, _) | (_, Class::Far) => Class::Far,
+            _ => Class::Shared,
+        }
+    }
+
+    /// `near 58/61`, `far 210/62` or `shared 20/21` (before/after, one-way ns).
     pub fn label(&self) -> String {
         format!(
             "{} {:.0}/{:.0}",
-            if self.near() { "near" } else { "far" },
+            self.class().label(),
             self.before_ns,
             self.after_ns
         )

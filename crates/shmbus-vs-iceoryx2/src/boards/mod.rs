@@ -8,7 +8,7 @@
 //! busy-polled; for shmbus also with `wait_newer`), a reader alone, and a reader under a
 //! full-speed writer, which counts torn and backward values. Each row is measured between
 //! two placement probes ([`crate::probe`]) and re-run (3 attempts in all) while either probe
-//! says the cores are far apart. The run fails if shmbus ever shows a torn or backward value.
+//! says the vCPUs are far apart or share one core. The run fails if shmbus ever shows a torn or backward value.
 
 mod process;
 mod report;
@@ -90,19 +90,21 @@ fn plan() -> Vec<Spec> {
     rows
 }
 
-/// `boards [--quick] [--json] [--rounds N] [--store STORE]... [--size BYTES]...`: with
-/// `--store` or `--size`, only the rows of those stores or value sizes.
+/// `boards [--quick] [--json] [--rounds N] [--store STORE]... [--size BYTES]...
+/// [--workload W]...`: with `--store`, `--size` or `--workload` (`latency_busy-poll`,
+/// `latency_wait_newer`, `reader_alone`, `reader_+_full_writer`), only those rows.
 ///
 /// The rows of one size and workload are measured in `N` rounds (3 by default, 1 with
 /// `--quick`), every store once per round, in turn, so that each store meets the same
 /// moments of a machine whose speed drifts (other tenants of the host); each row keeps its
-/// best round (measured near before far, then the lowest p50 or the most reads/s).
+/// best round (measured near before far or shared, then the lowest p50 or the most reads/s).
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let mut quick = false;
     let mut json = false;
     let mut rounds = None;
     let mut stores = Vec::new();
     let mut sizes = Vec::new();
+    let mut workloads = Vec::new();
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -120,6 +122,9 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             "--store" => stores.push(StoreKind::parse(
                 args.next().context("--store needs a store name")?,
             )?),
+            "--workload" => workloads.push(Workload::parse(
+                args.next().context("--workload needs a workload name")?,
+            )?),
             "--size" => sizes.push(
                 args.next()
                     .context("--size needs a value size in bytes")?
@@ -127,7 +132,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
                     .context("--size: a number of bytes")?,
             ),
             other => bail!(
-                "boards: unknown argument {other} (expected --quick, --json, --rounds N, --store STORE, --size BYTES)"
+                "boards: unknown argument {other} (expected --quick, --json, --rounds N, --store STORE, --size BYTES, --workload W)"
             ),
         }
     }
@@ -153,6 +158,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         .filter(|(_, spec)| {
             (stores.is_empty() || stores.contains(&spec.store))
                 && (sizes.is_empty() || sizes.contains(&spec.size))
+                && (workloads.is_empty() || workloads.contains(&spec.workload))
         })
         .collect();
     let mut best: Vec<Option<Row>> = specs.iter().map(|_| None).collect();
@@ -193,7 +199,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Measures one row, re-running it while a probe says far (up to [`MAX_ATTEMPTS`]).
+/// Measures one row, re-running it while a probe says other than near (up to [`MAX_ATTEMPTS`]).
 /// Every attempt's shmbus values are checked, kept or not.
 fn measure_row(
     index: &str,

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::stores::StoreKind;
 use super::workload::{Measured, Workload};
-use crate::probe::{Placement, FAR_NS};
+use crate::probe::{Placement, FAR_NS, SHARED_NS};
 
 /// One measured row, as kept after its last attempt.
 pub struct Row {
@@ -53,7 +53,7 @@ impl Row {
     }
 
     /// Whether this attempt at a row is better than `other`, an attempt at the same row:
-    /// measured near beats measured far, then the lower p50 or the higher reads/s.
+    /// measured near beats measured far or on one shared core, then the lower p50 or the higher reads/s.
     pub fn better_than(&self, other: &Row) -> bool {
         let (near, other_near) = (self.placement.near(), other.placement.near());
         if near != other_near {
@@ -208,7 +208,7 @@ impl Table {
             "backwards": checks.then_some(m.backwards),
             "reader_secs": (m.reader_secs > 0.0).then_some(m.reader_secs),
             "writer_secs": (m.writer_secs > 0.0).then_some(m.writer_secs),
-            "placement": if row.placement.near() { "near" } else { "far" },
+            "placement": row.placement.class().label(),
             "probe_before_ns": row.placement.before_ns,
             "probe_after_ns": row.placement.after_ns,
             "attempts": row.attempts,
@@ -238,8 +238,9 @@ impl Table {
              reads/s for rates: < 1 is slower). shmbus/floor: shmbus / this floor, same measure."
         );
         println!(
-            "placement: cross-core one-way ns probed before/after the row (far > {FAR_NS} ns); \
-             #n: attempts (a far row is re-run, 3 attempts in all)."
+            "placement: cross-core one-way ns probed before/after the row (far > {FAR_NS} ns, \
+             shared: both vCPUs on one core, < {SHARED_NS} ns); #n: attempts (a row measured \
+             other than near is re-run, 3 attempts in all)."
         );
     }
 }

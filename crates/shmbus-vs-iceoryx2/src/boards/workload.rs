@@ -151,7 +151,9 @@ fn await_counter(
         if wait {
             reader.wait()?;
         }
-        if reader.read(|v| v[0])? == i {
+        // black_box: the whole value is used, so no store's copy can shrink to the one
+        // word compared (a copy into a local that only `v[0]` reads otherwise may).
+        if reader.read(|v| black_box(v)[0])? == i {
             return Ok(());
         }
         patience.check()?;
