@@ -1,5 +1,6 @@
 //! Blackboards side by side: shmbus's `Blackboard`, iceoryx2's blackboard service,
-//! Cloudflare's `mmap-sync`, and two floors written here (a bare seqlock and a plain copy),
+//! Cloudflare's `mmap-sync`, and three floors written here (a bare seqlock, a bare latch and
+//! a plain copy),
 //! at 64 B and 4 KiB, two processes pinned to cores 0 and 1.
 //!
 //! `cargo run --release -p shmbus-vs-iceoryx2 -- boards [--quick] [--json]`
@@ -19,7 +20,7 @@ use anyhow::{anyhow, bail, ensure, Context};
 
 use crate::probe::{self, Placement};
 use report::{Row, Table};
-use stores::floor::{PlainBoard, SeqlockBoard};
+use stores::floor::{LatchBoard, PlainBoard, SeqlockBoard};
 use stores::iceoryx2::IoxBoard;
 use stores::mmap_sync::MmapSyncBoard;
 use stores::shmbus::ShmbusBoard;
@@ -55,6 +56,7 @@ macro_rules! with_board {
             (StoreKind::MmapSync, 8) => $f::<MmapSyncBoard<8>>($($arg),*),
             (StoreKind::MmapSync, 512) => $f::<MmapSyncBoard<512>>($($arg),*),
             (StoreKind::Seqlock, _) => $f::<SeqlockBoard>($($arg),*),
+            (StoreKind::Latch, _) => $f::<LatchBoard>($($arg),*),
             (StoreKind::PlainCopy, _) => $f::<PlainBoard>($($arg),*),
             (store, words) => Err(anyhow!("{} has no board of {words} words", store.label())),
         }
@@ -77,14 +79,14 @@ fn plan() -> Vec<Spec> {
         };
         add(Workload::Latency, &[Shmbus]);
         add(Workload::LatencyWait, &[Shmbus]);
-        add(Workload::Latency, &[Iceoryx2, MmapSync, Seqlock]);
+        add(Workload::Latency, &[Iceoryx2, MmapSync, Seqlock, Latch]);
         add(
             Workload::ReaderAlone,
-            &[Shmbus, Iceoryx2, MmapSync, Seqlock, PlainCopy],
+            &[Shmbus, Iceoryx2, MmapSync, Seqlock, Latch, PlainCopy],
         );
         add(
             Workload::UnderWriter,
-            &[Shmbus, Iceoryx2, MmapSync, Seqlock, PlainCopy],
+            &[Shmbus, Iceoryx2, MmapSync, Seqlock, Latch, PlainCopy],
         );
     }
     rows

@@ -143,7 +143,7 @@ impl Table {
             StoreKind::Iceoryx2 | StoreKind::MmapSync => {
                 vs_shmbus = key.zip(base).map(|(k, b)| k / b);
             }
-            StoreKind::Seqlock | StoreKind::PlainCopy => {
+            StoreKind::Seqlock | StoreKind::Latch | StoreKind::PlainCopy => {
                 over_floor = key.zip(base).map(|(k, b)| b / k);
             }
             StoreKind::Shmbus => {}

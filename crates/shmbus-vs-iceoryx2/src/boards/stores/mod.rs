@@ -73,17 +73,20 @@ pub enum StoreKind {
     MmapSync,
     /// Floor: one sequence word and the value, in a shared mapping.
     Seqlock,
+    /// Floor: an index word and four copies of the value, a bare latch.
+    Latch,
     /// Floor: the value in a shared mapping, copied with no synchronisation at all.
     PlainCopy,
 }
 
 impl StoreKind {
     /// Every store, in table order.
-    pub const ALL: [StoreKind; 5] = [
+    pub const ALL: [StoreKind; 6] = [
         StoreKind::Shmbus,
         StoreKind::Iceoryx2,
         StoreKind::MmapSync,
         StoreKind::Seqlock,
+        StoreKind::Latch,
         StoreKind::PlainCopy,
     ];
 
@@ -94,6 +97,7 @@ impl StoreKind {
             StoreKind::Iceoryx2 => "iceoryx2",
             StoreKind::MmapSync => "mmap-sync",
             StoreKind::Seqlock => "floor:seqlock",
+            StoreKind::Latch => "floor:latch",
             StoreKind::PlainCopy => "floor:plain-copy",
         }
     }
