@@ -31,7 +31,7 @@ pub fn header(bytes: &[u8]) {
         *r = *b;
     }
     let fields = HeaderFields::from_bytes(&raw);
-    let _ = fields.validate("fuzz", word(bytes, 8), crate::segment::named::layout_size);
+    let _ = fields.validate("fuzz", word(bytes, 8), crate::segment::sizes::layout_size);
 }
 
 /// A subscriber reading a 256-byte ring whose publisher words (first 5 words), cursor

@@ -111,6 +111,20 @@ pub(crate) fn fallocate(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
     )?)
 }
 
+/// `pwrite(fd, buf, offset)`, repeated until all of `buf` is written.
+pub(crate) fn pwrite_at(fd: BorrowedFd<'_>, buf: &[u8], offset: u64) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        match rustix::io::pwrite(fd, &buf[done..], offset + done as u64) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => done += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 /// `pread(fd, buf, offset)`, repeated until `buf` is full or the file ends. Reading through
 /// the file, not a mapping, allocates no page of a sparse object (tmpfs returns zeros for
 /// holes) and cannot fault if the file shrinks.

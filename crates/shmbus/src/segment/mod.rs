@@ -3,7 +3,8 @@
 //! It holds names and namespaces ([`name`]), the 128-byte header every object starts with
 //! and its validation ([`header`]), the creation options and owner policy ([`options`]),
 //! the named mapping itself with its permission and owner checks ([`named`], errors in
-//! [`os_errors`], runs of shared values checked once in [`region`]), the plain byte stream over a segment ([`stream`]) and the participant
+//! [`os_errors`], runs of shared values checked once in [`region`], an object's size from
+//! its header in [`sizes`]), the plain byte stream over a segment ([`stream`]) and the participant
 //! slots tied to processes by kernel locks ([`liveness`]).
 //!
 //! May import: the protocol layer (a kind's size after the header comes from
@@ -19,6 +20,7 @@ pub(crate) mod named;
 pub(crate) mod options;
 pub(crate) mod os_errors;
 pub(crate) mod region;
+pub(crate) mod sizes;
 pub(crate) mod stream;
 
 pub(crate) use named::remove_name;

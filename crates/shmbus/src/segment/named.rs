@@ -13,6 +13,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::error::{Error, Result};
 use crate::os::fork::{self, HandleOwner, ObjectFd};
 use crate::os::sys::{self, FileStat, FileType, Mapping};
+use crate::os::wait::Deadline;
+use crate::os::watch::FileWatch;
 use crate::segment::header::{
     Header, HeaderFields, Kind, RawHeader, HEADER_SIZE, LAYOUT_VERSION, MAGIC, PERSISTENT, READY,
 };
@@ -22,32 +24,10 @@ use crate::sync::{AtomicU8, Ordering};
 
 use super::os_errors::{check_owner, open_error, os_error, permission_error};
 use super::region::Region;
+use super::sizes::{layout_size, snapshot_prefix};
 use super::stream::SegmentStream;
 use crate::protocol::layout::Spec;
 use crate::protocol::shared_bytes::SharedSafe;
-
-/// The shape the header's fields describe.
-fn spec_of(fields: &HeaderFields) -> Spec {
-    Spec {
-        capacity: fields.capacity,
-        flags: fields.kind_flags(),
-        max_message: fields.max_message,
-        max_slots: fields.max_slots,
-    }
-}
-
-/// How big an object of `kind` with the header's capacity must be, or why it cannot exist.
-pub(crate) fn layout_size(kind: Kind, fields: &HeaderFields) -> std::result::Result<u64, String> {
-    Ok(HEADER_SIZE as u64 + crate::protocol::layout::state_size(kind, &spec_of(fields))?)
-}
-
-/// How much of a validated object a read-only inspection copies: the header and the kind's
-/// control words, never the bulk data.
-fn snapshot_prefix(header: &Header) -> usize {
-    let control = crate::protocol::layout::control_size(header.kind, &spec_of(&header.fields));
-    // Validated: at most the object's size, which fits in the address space.
-    usize::try_from(HEADER_SIZE as u64 + control).unwrap_or(usize::MAX)
-}
 
 /// A named shared-memory object holding a plain block of bytes.
 ///
@@ -262,20 +242,28 @@ impl Segment {
         // READY sees every field above, the zeroed state that ftruncate gave us and what
         // `init` wrote.
         seg.raw_header().init.store(READY, Ordering::Release);
+        // The same word through the file: an inotify event for openers waiting for us
+        // (`os::watch`); a write of the value just stored changes no byte. Best effort: an
+        // opener that misses it finds READY at its next look, by its `open_timeout`.
+        let _ = sys::pwrite_at(sys::borrow(&seg.fd), &READY.to_le_bytes(), 64);
         Ok(seg)
     }
 
+    /// Opens the object, waiting up to `opts.wait_for_creation` for it to exist and up to
+    /// `opts.open_timeout` (from when it is first seen) for its creator to finish it, on an
+    /// inotify watch ([`FileWatch`]): no polling.
     pub(crate) fn open_kind(
         name: Name,
         expected: Option<Kind>,
         opts: &Options,
         writable: bool,
     ) -> Result<Segment> {
-        let start = Instant::now();
-        let mut backoff = Duration::from_micros(50);
+        let created_by = Deadline::after(Some(opts.wait_for_creation));
+        let mut finished_by = None;
+        let mut watch: Option<FileWatch> = None;
         loop {
-            match Segment::try_open(&name, writable, &opts.owners)? {
-                Opened::Ready(seg) => {
+            let deadline = match Segment::try_open(&name, writable, &opts.owners) {
+                Ok(Opened::Ready(seg)) => {
                     if let Some(expected) = expected {
                         if seg.header.kind != expected {
                             return Err(Error::WrongKind {
@@ -287,9 +275,18 @@ impl Segment {
                     }
                     return Ok(*seg);
                 }
-                Opened::Initialising { size } => {
-                    let waited = start.elapsed();
-                    if waited >= opts.open_timeout {
+                Err(e @ Error::NotFound { .. }) => {
+                    if created_by.expired() {
+                        return Err(e);
+                    }
+                    created_by
+                }
+                Err(e) => return Err(e),
+                Ok(Opened::Initialising { size }) => {
+                    let (since, by) = *finished_by.get_or_insert_with(|| {
+                        (Instant::now(), Deadline::after(Some(opts.open_timeout)))
+                    });
+                    if by.expired() {
                         return Err(if size < HEADER_SIZE as u64 && size > 0 {
                             Error::TooSmall {
                                 name: name.describe(),
@@ -299,12 +296,18 @@ impl Segment {
                         } else {
                             Error::NotReady {
                                 name: name.describe(),
-                                waited,
+                                waited: since.elapsed(),
                             }
                         });
                     }
-                    std::thread::sleep(backoff.min(opts.open_timeout - waited));
-                    backoff = (backoff * 2).min(Duration::from_millis(10));
+                    by
+                }
+            };
+            match &mut watch {
+                // Look once more first: the watch sees only what happens after it exists.
+                None => watch = Some(FileWatch::new(name.os_name())),
+                Some(w) => {
+                    w.wait(deadline);
                 }
             }
         }
@@ -331,12 +334,17 @@ impl Segment {
         // Another process may remove the object between our failed create and our open; a
         // few rounds settle any such race.
         let mut last = None;
+        // Our open only races our create: it never waits for a creation.
+        let opts_now = Options {
+            wait_for_creation: Duration::ZERO,
+            ..opts.clone()
+        };
         for _ in 0..16 {
             match Segment::create_kind_init(name.clone(), kind, spec, opts, init) {
                 Err(Error::AlreadyExists { .. }) => {}
                 other => return other,
             }
-            match Segment::open_kind(name.clone(), Some(kind), opts, true) {
+            match Segment::open_kind(name.clone(), Some(kind), &opts_now, true) {
                 Err(e @ Error::NotFound { .. }) => last = Some(e),
                 other => return other,
             }

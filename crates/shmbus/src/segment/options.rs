@@ -21,6 +21,7 @@ pub struct Options {
     pub(crate) mode: u32,
     pub(crate) persistent: bool,
     pub(crate) open_timeout: Duration,
+    pub(crate) wait_for_creation: Duration,
     pub(crate) spin: Duration,
     pub(crate) owners: Owners,
 }
@@ -58,6 +59,7 @@ impl Default for Options {
             mode: 0o600,
             persistent: false,
             open_timeout: Duration::from_secs(1),
+            wait_for_creation: Duration::ZERO,
             spin: Duration::from_micros(20),
             owners: Owners::Me,
         }
@@ -94,6 +96,37 @@ impl Options {
     /// How long `open` waits for a creator that is still initialising the object.
     pub fn open_timeout(mut self, timeout: Duration) -> Self {
         self.open_timeout = timeout;
+        self
+    }
+
+    /// How long `open` waits for an object that does not exist yet to be created (and
+    /// finished) by another process, before it reports [`Error::NotFound`]. Zero (the
+    /// default): report it at once. The wait is an inotify watch on the shared-memory
+    /// directory: no polling, and the open returns as soon as the creator finishes.
+    /// `create_or_open` never waits for creation (it creates).
+    ///
+    /// [`Error::NotFound`]: crate::Error::NotFound
+    ///
+    /// ```
+    /// # shmbus::doctest_namespace();
+    /// use shmbus::{Blackboard, Options};
+    /// use std::time::Duration;
+    ///
+    /// let opts = Options::new().wait_for_creation(Duration::from_secs(5));
+    /// let writer = std::thread::spawn(|| {
+    ///     std::thread::sleep(Duration::from_millis(50));
+    ///     let board = Blackboard::create("doc.options.later", 64)?;
+    ///     board.write(b"here")?;
+    ///     std::thread::sleep(Duration::from_millis(200)); // keep it alive a while
+    ///     Ok::<(), shmbus::Error>(())
+    /// });
+    /// let board = Blackboard::open_with("doc.options.later", &opts)?; // waits for it
+    /// assert_eq!(board.capacity(), 64);
+    /// writer.join().unwrap()?;
+    /// # Ok::<(), shmbus::Error>(())
+    /// ```
+    pub fn wait_for_creation(mut self, timeout: Duration) -> Self {
+        self.wait_for_creation = timeout;
         self
     }
 

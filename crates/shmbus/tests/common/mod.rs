@@ -37,7 +37,13 @@ impl Ns {
 
     /// Starts this test binary as a child in role `role` with argument `arg`.
     pub fn child(&self, role: &str, arg: &str) -> Child {
+        self.child_env(role, arg, &[])
+    }
+
+    /// [`Ns::child`] with more environment variables.
+    pub fn child_env(&self, role: &str, arg: &str, env: &[(&str, &str)]) -> Child {
         Command::new(std::env::current_exe().unwrap())
+            .envs(env.iter().copied())
             .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
             .env(ROLE, role)
             .env(ARG, arg)
