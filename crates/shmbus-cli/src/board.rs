@@ -78,10 +78,11 @@ fn watch(
 ) -> anyhow::Result<Outcome> {
     let deadline = timeout.map(|t| Instant::now() + t);
     let remaining = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
-    let Some(board) = open_when_created(name, key, opts, &remaining)? else {
+    let Some((board, created_since)) = open_when_created(name, key, opts, &remaining)? else {
         return Ok(Outcome::TimedOut);
     };
-    let mut last = board.version();
+    // A board created while we waited for it: every value it holds is new to us.
+    let mut last = if created_since { 0 } else { board.version() };
     let mut seen = 0u64;
     let mut buf = vec![0u8; board.capacity()];
     let mut out = io::stdout().lock();
@@ -108,25 +109,26 @@ fn watch(
 }
 
 /// Opens the blackboard (or its key), waiting for it to be created if it does not exist
-/// yet. `Ok(None)` when the deadline passes first.
+/// yet (an inotify watch, no polling); with whether it had to wait. `Ok(None)` when the
+/// deadline passes first.
 fn open_when_created(
     name: &str,
     key: Option<&str>,
     opts: &Options,
     remaining: &dyn Fn() -> Option<Duration>,
-) -> anyhow::Result<Option<Target>> {
-    loop {
-        match Target::open(name, key, opts) {
-            Ok(board) => return Ok(Some(board)),
-            Err(Error::NotFound { .. }) => {
-                if remaining() == Some(Duration::ZERO) {
-                    return Ok(None);
-                }
-                // Creation is not signalled anywhere we could sleep on; poll gently.
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Err(e) => return Err(e.into()),
-        }
+) -> anyhow::Result<Option<(Target, bool)>> {
+    match Target::open(name, key, opts) {
+        Ok(board) => return Ok(Some((board, false))),
+        Err(Error::NotFound { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let opts = opts
+        .clone()
+        .wait_for_creation(remaining().unwrap_or(Duration::MAX));
+    match Target::open(name, key, &opts) {
+        Ok(board) => Ok(Some((board, true))),
+        Err(Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -13,10 +13,6 @@ use crate::Outcome;
 
 /// How long `pub` waits for subscribers and `sub` for the channel, by default.
 const DEFAULT_WAIT: Duration = Duration::from_secs(10);
-/// How often we look again for things nobody signals (a channel appearing, a subscriber
-/// attaching).
-const POLL: Duration = Duration::from_millis(5);
-
 /// What the publishing loop waits for: a line of standard input, its end, or a signal.
 enum Input {
     Line(Vec<u8>),
@@ -56,7 +52,15 @@ pub(crate) fn publish(a: PubArgs, opts: Options) -> anyhow::Result<Outcome> {
         );
     }
     let deadline = Instant::now() + a.timeout.unwrap_or(DEFAULT_WAIT);
-    while publisher.subscriber_count() < a.wait_subscribers {
+    // Each attach wakes the wait; it ends early only to look for a signal.
+    while !publisher.wait_for_subscribers(
+        a.wait_subscribers,
+        Some(
+            deadline
+                .saturating_duration_since(Instant::now())
+                .min(SIGNAL_CHECK),
+        ),
+    )? {
         if let Some(sig) = stop.signal() {
             return Ok(Outcome::Signalled(sig));
         }
@@ -69,7 +73,6 @@ pub(crate) fn publish(a: PubArgs, opts: Options) -> anyhow::Result<Outcome> {
             );
             return Ok(Outcome::TimedOut);
         }
-        std::thread::sleep(POLL);
     }
     // Standard input is read on its own thread, so that a signal reaches us while we wait.
     std::thread::Builder::new()
@@ -146,19 +149,17 @@ fn read_lines(tx: &mpsc::SyncSender<Input>) {
 }
 
 pub(crate) fn subscribe(a: SubArgs, opts: Options) -> anyhow::Result<Outcome> {
-    let deadline = Instant::now() + a.timeout.unwrap_or(DEFAULT_WAIT);
-    let mut sub = loop {
-        let opened = if a.from_oldest {
-            Subscriber::open_from_oldest(&a.name, &opts)
-        } else {
-            Subscriber::open_with(&a.name, &opts)
-        };
-        match opened {
-            Ok(sub) => break sub,
-            Err(Error::NotFound { .. }) if Instant::now() < deadline => std::thread::sleep(POLL),
-            Err(Error::NotFound { .. }) => return Ok(Outcome::TimedOut),
-            Err(e) => return Err(e.into()),
-        }
+    // A channel that does not exist yet is waited for (inotify, no polling).
+    let opts = opts.wait_for_creation(a.timeout.unwrap_or(DEFAULT_WAIT));
+    let opened = if a.from_oldest {
+        Subscriber::open_from_oldest(&a.name, &opts)
+    } else {
+        Subscriber::open_with(&a.name, &opts)
+    };
+    let mut sub = match opened {
+        Ok(sub) => sub,
+        Err(Error::NotFound { .. }) => return Ok(Outcome::TimedOut),
+        Err(e) => return Err(e.into()),
     };
     let mut out = io::stdout().lock();
     let mut buf = Vec::new();

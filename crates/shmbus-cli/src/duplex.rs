@@ -44,20 +44,13 @@ pub(crate) fn run(cmd: DuplexCmd, opts: Options) -> anyhow::Result<Outcome> {
         } => {
             let timeout = timeout.unwrap_or(Duration::from_secs(10));
             let deadline = Instant::now() + timeout;
-            let mut link = loop {
-                match Duplex::connect_with(&name, &opts) {
-                    Ok(link) => break link,
-                    // Not listening yet, or another client is connected: try again.
-                    Err(Error::NotFound { .. } | Error::PublisherExists { .. })
-                        if Instant::now() < deadline =>
-                    {
-                        std::thread::sleep(Duration::from_millis(5))
-                    }
-                    Err(Error::NotFound { .. } | Error::PublisherExists { .. }) => {
-                        return Ok(Outcome::TimedOut)
-                    }
-                    Err(e) => return Err(e.into()),
+            // Waits (no polling) for the server to listen and another client to leave.
+            let mut link = match Duplex::connect_timeout_with(&name, timeout, &opts) {
+                Ok(link) => link,
+                Err(Error::NotFound { .. } | Error::PublisherExists { .. }) => {
+                    return Ok(Outcome::TimedOut)
                 }
+                Err(e) => return Err(e.into()),
             };
             let left = deadline.saturating_duration_since(Instant::now());
             match link.request(data.as_bytes(), left) {

@@ -1,15 +1,18 @@
-//! `Options::wait_for_creation`: an open that waits for another process to create (and
-//! finish) the object, on an inotify watch of the shared-memory directory, or in naps where
-//! inotify is not available; and its timeout.
+//! Waiting for other processes without polling: `Options::wait_for_creation` (an open
+//! that waits for another process to create and finish the object, on an inotify watch of
+//! the shared-memory directory, or in naps where inotify is not available; and its
+//! timeout), `Publisher::wait_for_subscribers`, and `Duplex::connect_timeout` waiting for a
+//! server to listen and for a busy link's client to leave, even killed.
 
 mod common;
 
 use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
-use common::{succeeded, Ns};
+use common::{succeeded, wait_ready, Ns};
 use shmbus::{
-    Blackboard, ChannelConfig, Error, Event, EventMode, Options, Publisher, Segment, Subscriber,
+    Blackboard, ChannelConfig, Duplex, Error, Event, EventMode, Options, Publisher, Segment,
+    Subscriber,
 };
 
 /// Dispatches on `SHMBUS_TEST_ROLE`; a no-op in a normal test run.
@@ -31,6 +34,18 @@ fn child_entry() {
             let (version, data) = board.read().unwrap();
             assert!(version >= v);
             println!("read {}", String::from_utf8(data).unwrap());
+        }
+        // Subscribes to channel `arg` and keeps the subscription for 30 s.
+        "subscriber" => {
+            let _sub = Subscriber::open(&arg).unwrap();
+            println!("subscribed");
+            std::thread::sleep(Duration::from_secs(30));
+        }
+        // Connects to duplex `arg`, says so, and holds the link for 60 s.
+        "link-holder" => {
+            let _link = Duplex::connect(&arg).unwrap();
+            println!("ready");
+            std::thread::sleep(Duration::from_secs(60));
         }
         // Creates blackboard `arg`, writes "made by a child", keeps it for 2 s.
         "creator" => {
@@ -144,4 +159,65 @@ fn create_or_open_does_not_wait_for_creation() {
     let board = Blackboard::create_or_open_with("b", 64, &opts).unwrap();
     assert_eq!(board.capacity(), 64);
     assert!(start.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn a_publisher_waits_for_a_subscriber_in_another_process() {
+    let ns = Ns::new("appear-subs");
+    let publisher = Publisher::create_with("c", ChannelConfig::default(), &ns.opts()).unwrap();
+    assert!(!publisher
+        .wait_for_subscribers(1, Some(Duration::from_millis(20)))
+        .unwrap());
+    let mut child = ns.child("subscriber", "c");
+    assert!(publisher
+        .wait_for_subscribers(1, Some(Duration::from_secs(30)))
+        .unwrap());
+    assert_eq!(publisher.subscriber_count(), 1);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn a_client_waits_for_a_busy_link_until_its_holder_is_killed() {
+    let ns = Ns::new("appear-link");
+    let mut server = Duplex::listen_with("svc", &ns.opts()).unwrap();
+    let mut holder = ns.child("link-holder", "svc");
+    wait_ready(&mut holder);
+    // Busy: a short wait gives up with the holder named as the reason.
+    let err =
+        Duplex::connect_timeout_with("svc", Duration::from_millis(50), &ns.opts()).unwrap_err();
+    assert!(matches!(err, Error::PublisherExists { .. }), "{err}");
+    let client = {
+        let opts = ns.opts();
+        std::thread::spawn(move || {
+            let mut link = Duplex::connect_timeout_with("svc", Duration::from_secs(30), &opts)?;
+            link.request(b"after the holder", Duration::from_secs(30))
+        })
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    holder.kill().unwrap(); // SIGKILL: the holder closes nothing itself
+    holder.wait().unwrap();
+    let req = server.recv_timeout(Duration::from_secs(30)).unwrap();
+    server.reply(&req, &req.data).unwrap();
+    assert_eq!(client.join().unwrap().unwrap(), b"after the holder");
+}
+
+#[test]
+fn a_client_waits_for_the_server_to_listen() {
+    let ns = Ns::new("appear-listen");
+    let err =
+        Duplex::connect_timeout_with("svc", Duration::from_millis(50), &ns.opts()).unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+    let client = {
+        let opts = ns.opts();
+        std::thread::spawn(move || {
+            let mut link = Duplex::connect_timeout_with("svc", Duration::from_secs(30), &opts)?;
+            link.request(b"early", Duration::from_secs(30))
+        })
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    let mut server = Duplex::listen_with("svc", &ns.opts()).unwrap();
+    let req = server.recv_timeout(Duration::from_secs(30)).unwrap();
+    server.reply(&req, &req.data).unwrap();
+    assert_eq!(client.join().unwrap().unwrap(), b"early");
 }

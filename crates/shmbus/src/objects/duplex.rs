@@ -10,13 +10,17 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::objects::channel::{ChannelConfig, ChannelKeeper, Mode, Publisher, Subscriber};
+use crate::objects::channel::{
+    ChannelConfig, ChannelKeeper, Mode, PendingPublisher, Publisher, Subscriber,
+};
 use crate::os::wait::Deadline;
+use crate::os::watch::FileWatch;
 use crate::segment::options::Options;
 
 pub(crate) const REPLY: u64 = 1 << 63;
-/// How long a server's receive naps between clients.
-const BETWEEN_CLIENTS: Duration = Duration::from_millis(5);
+/// How long a client waiting for a busy link keeps retrying after a close of the link's
+/// file (the kernel reports the close just before it releases the closer's locks).
+const AFTER_CLOSE: Duration = Duration::from_millis(20);
 
 /// A message received on a [`Duplex`] link.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,11 +95,74 @@ impl Duplex {
         Self::connect_with(name, &Options::default())
     }
 
+    /// [`Duplex::connect`], waiting at most `timeout` for the server to listen and for
+    /// another client to leave: [`Error::NotFound`] or [`Error::PublisherExists`] when
+    /// the time is up. Waits on an inotify watch of the link's files (a client leaving,
+    /// even killed, closes them), not by polling; after such a close it retries for up to
+    /// 20 ms, as the kernel reports a close just before it releases the closer's locks.
+    ///
+    /// ```
+    /// # shmbus::doctest_namespace();
+    /// use shmbus::{Duplex, Options};
+    /// use std::time::Duration;
+    ///
+    /// let client = std::thread::spawn(|| {
+    ///     let mut link = Duplex::connect_timeout("doc.duplex.later", Duration::from_secs(10))?;
+    ///     link.request(b"ping", Duration::from_secs(10))
+    /// });
+    /// std::thread::sleep(Duration::from_millis(50));
+    /// let mut server = Duplex::listen("doc.duplex.later")?; // after the client started
+    /// let req = server.recv()?;
+    /// server.reply(&req, b"pong")?;
+    /// assert_eq!(client.join().unwrap()?, b"pong");
+    /// # Ok::<(), shmbus::Error>(())
+    /// ```
+    pub fn connect_timeout(name: &str, timeout: Duration) -> Result<Duplex> {
+        Self::connect_timeout_with(name, timeout, &Options::default())
+    }
+
+    /// [`Duplex::connect_timeout`] with options.
+    pub fn connect_timeout_with(name: &str, timeout: Duration, opts: &Options) -> Result<Duplex> {
+        let deadline = Deadline::after(Some(timeout));
+        let waiting = opts
+            .clone()
+            .wait_for_creation(deadline.remaining().unwrap_or(Duration::MAX));
+        let rx = Subscriber::open_with(&format!("{name}.down"), &waiting)?;
+        let mut pending = PendingPublisher::open(&format!("{name}.up"), opts)?;
+        let mut watch: Option<FileWatch> = None;
+        let mut retry_until: Option<Deadline> = None;
+        loop {
+            pending = match pending.try_attach()? {
+                Ok(tx) => return Ok(Duplex::client(tx, rx)),
+                Err(pending) => pending,
+            };
+            if deadline.expired() {
+                return Err(pending.exists_error());
+            }
+            match &mut watch {
+                // Look once more: the watch sees only what happens after it exists.
+                None => watch = Some(FileWatch::for_close(pending.name().os_name())),
+                Some(_) if retry_until.is_some_and(|t| !t.expired()) => std::thread::yield_now(),
+                Some(w) => {
+                    if w.wait(deadline) {
+                        // A file of the link was closed: maybe by the client, whose lock goes
+                        // a moment after the event.
+                        retry_until = Some(Deadline::after(Some(AFTER_CLOSE)));
+                    }
+                }
+            }
+        }
+    }
+
     /// [`Duplex::connect`] with options.
     pub fn connect_with(name: &str, opts: &Options) -> Result<Duplex> {
         let rx = Subscriber::open_with(&format!("{name}.down"), opts)?;
         let tx = Publisher::open_with(&format!("{name}.up"), opts)?;
-        Ok(Duplex {
+        Ok(Duplex::client(tx, rx))
+    }
+
+    fn client(tx: Publisher, rx: Subscriber) -> Duplex {
+        Duplex {
             tx,
             rx,
             _up: None,
@@ -104,7 +171,7 @@ impl Duplex {
             next_id: u64::from(std::process::id()) << 32 | 1,
             pending: VecDeque::new(),
             buf: Vec::new(),
-        })
+        }
     }
 
     /// Sends a plain message.
@@ -157,6 +224,9 @@ impl Duplex {
     /// Receives one framed message; on the server, waits through client changes.
     fn recv_raw(&mut self, deadline: Deadline) -> Result<(u64, Vec<u8>)> {
         loop {
+            // Read before the receive: if it fails for want of a client, any attach or
+            // message since then has changed it.
+            let news = self.rx.news();
             let result = match deadline.remaining() {
                 None => self.rx.recv_into(&mut self.buf),
                 Some(left) => self.rx.recv_timeout_into(&mut self.buf, left),
@@ -164,15 +234,11 @@ impl Duplex {
             match result {
                 Ok(()) => break,
                 // The server outlives its clients: wait for the next one.
+                // Sleeps until the next client attaches (or its first message).
                 Err(Error::Disconnected { .. } | Error::PublisherGone { .. }) if self.server => {
-                    if deadline.expired() {
+                    if !self.rx.wait_for_news(news, deadline) {
                         return Err(Error::Timeout);
                     }
-                    std::thread::sleep(
-                        deadline
-                            .remaining()
-                            .map_or(BETWEEN_CLIENTS, |d| d.min(BETWEEN_CLIENTS)),
-                    );
                 }
                 Err(e) => return Err(e),
             }

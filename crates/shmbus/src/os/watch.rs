@@ -1,6 +1,7 @@
-//! Waiting for a file of the shared-memory directory to be created or written, with
-//! inotify: what an opener does while an object does not exist yet, or exists but its
-//! creator has not finished it. No sleeping and polling: the kernel reports every creation,
+//! Waiting for a file of the shared-memory directory to be created or written, or closed,
+//! with inotify: what an opener does while an object does not exist yet, or exists but its
+//! creator has not finished it, and what a would-be publisher does while another holds
+//! the channel. No sleeping and polling: the kernel reports every creation,
 //! size change and write of the file (the creator writes its `READY` word through the file
 //! as well as through its mapping, so that finishing an object is an event too).
 //!
@@ -25,13 +26,23 @@ use rustix::io::Errno;
 use crate::os::sys::SHM_DIR;
 use crate::os::wait::Deadline;
 
-/// Events that may make a file of the directory openable, or more nearly so.
-fn interesting() -> WatchFlags {
+/// Events that may make a file of the directory openable, or more nearly so: not its
+/// closes, which a waiting opener's own looks cause.
+fn creation() -> WatchFlags {
     WatchFlags::CREATE
         | WatchFlags::MOVED_TO
         | WatchFlags::MODIFY
         | WatchFlags::ATTRIB
-        | WatchFlags::CLOSE_WRITE
+        | WatchFlags::ONLYDIR
+}
+
+/// Events that may free a lock on a file of the directory: closes (a process that dies
+/// closes every file it had open), and its removal.
+fn closing() -> WatchFlags {
+    WatchFlags::CLOSE_WRITE
+        | WatchFlags::CLOSE_NOWRITE
+        | WatchFlags::DELETE
+        | WatchFlags::MOVED_FROM
         | WatchFlags::ONLYDIR
 }
 
@@ -46,14 +57,26 @@ pub(crate) struct FileWatch {
 }
 
 impl FileWatch {
-    /// Watches the shared-memory directory for events on `os_name` (`/shmbus.x`), or
-    /// prepares to nap when inotify is not available.
-    pub(crate) fn new(os_name: &str) -> FileWatch {
+    /// Watches for `os_name` (`/shmbus.x`) being created, resized or written (its
+    /// creator finishing it): what an opener waits for.
+    pub(crate) fn for_creation(os_name: &str) -> FileWatch {
+        FileWatch::new(os_name, creation())
+    }
+
+    /// Watches for `os_name` being closed by anyone (a lock holder leaving) or removed.
+    /// The watcher must not open and close the file itself while it waits.
+    pub(crate) fn for_close(os_name: &str) -> FileWatch {
+        FileWatch::new(os_name, closing())
+    }
+
+    /// Watches the shared-memory directory for `events` on `os_name`, or prepares to nap
+    /// when inotify is not available.
+    fn new(os_name: &str, events: WatchFlags) -> FileWatch {
         let fd = if testing_fallback() {
             None
         } else {
             inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK)
-                .and_then(|fd| inotify::add_watch(&fd, SHM_DIR, interesting()).map(|_| fd))
+                .and_then(|fd| inotify::add_watch(&fd, SHM_DIR, events).map(|_| fd))
                 .ok()
         };
         FileWatch {
@@ -155,7 +178,7 @@ mod tests {
     #[test]
     fn a_creation_after_the_watch_is_seen() {
         let name = unique("create");
-        let mut watch = FileWatch::new(&name);
+        let mut watch = FileWatch::for_creation(&name);
         assert!(watch.is_inotify());
         let path = format!("{SHM_DIR}{name}");
         let t = std::thread::spawn({
@@ -171,7 +194,7 @@ mod tests {
     fn other_files_do_not_end_the_wait() {
         let name = unique("mine");
         let other = format!("{SHM_DIR}{}", unique("other"));
-        let mut watch = FileWatch::new(&name);
+        let mut watch = FileWatch::for_creation(&name);
         assert!(watch.is_inotify());
         std::fs::write(&other, b"x").unwrap();
         let woke = watch.wait(Deadline::after(Some(Duration::from_millis(50))));
@@ -184,12 +207,38 @@ mod tests {
         let name = unique("write");
         let path = format!("{SHM_DIR}{name}");
         std::fs::write(&path, b"x").unwrap();
-        let mut watch = FileWatch::new(&name);
+        let mut watch = FileWatch::for_creation(&name);
         assert!(watch.is_inotify());
         assert!(!watch.wait(Deadline::after(Some(Duration::ZERO))));
         let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         std::os::unix::fs::FileExt::write_at(&file, b"y", 0).unwrap();
         assert!(watch.wait(Deadline::after(Some(Duration::from_secs(10)))));
         std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn a_close_by_another_holder_is_seen() {
+        let name = unique("close");
+        let path = format!("{SHM_DIR}{name}");
+        std::fs::write(&path, b"x").unwrap();
+        let held = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        let mut watch = FileWatch::for_close(&name);
+        assert!(!watch.wait(Deadline::after(Some(Duration::ZERO))));
+        let t = std::thread::spawn(move || drop(held));
+        assert!(watch.wait(Deadline::after(Some(Duration::from_secs(10)))));
+        t.join().unwrap();
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn without_inotify_a_wait_is_one_short_nap() {
+        let mut watch = FileWatch {
+            fd: None,
+            file: b"x".to_vec(),
+        };
+        let start = std::time::Instant::now();
+        assert!(watch.wait(Deadline::after(Some(Duration::from_secs(10)))));
+        assert!(start.elapsed() < Duration::from_secs(10));
+        assert!(!watch.wait(Deadline::after(Some(Duration::ZERO))));
     }
 }

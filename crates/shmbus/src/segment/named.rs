@@ -305,7 +305,7 @@ impl Segment {
             };
             match &mut watch {
                 // Look once more first: the watch sees only what happens after it exists.
-                None => watch = Some(FileWatch::new(name.os_name())),
+                None => watch = Some(FileWatch::for_creation(name.os_name())),
                 Some(w) => {
                     w.wait(deadline);
                 }

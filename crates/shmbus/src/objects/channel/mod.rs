@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::os::sys;
+use crate::os::wait::{futex_wait, Deadline};
 use crate::protocol::layout::Spec;
 use crate::protocol::ring::{self, Ring, RingControl, SubSlot};
 use crate::segment::header::{Kind, HEADER_SIZE};
@@ -36,6 +37,7 @@ mod publisher;
 mod sample;
 mod subscriber;
 
+pub(crate) use publisher::PendingPublisher;
 pub use publisher::{Loan, Publisher};
 pub use sample::{Iter, Message, Sample};
 pub use subscriber::Subscriber;
@@ -243,6 +245,42 @@ impl Channel {
             name: self.name(),
             reason,
         }
+    }
+
+    /// The publisher's `notify` word now: it changes whenever a publisher attaches,
+    /// commits or closes.
+    fn news(&self) -> u32 {
+        // SYNC: Acquire pairs with the Release stores of `notify` in `attach_publisher`
+        // and `publish_words`.
+        self.seg
+            .at::<RingControl>(CONTROL)
+            .publisher
+            .notify
+            .load(Acquire)
+    }
+
+    /// Sleeps until `notify` differs from `seen` (a publisher attached, committed or
+    /// closed since `seen` was read) or the deadline passes; whether it changed. Counted
+    /// among the sleeping subscribers, so a commit wakes it as it wakes `recv`.
+    fn wait_for_news(&self, seen: u32, deadline: Deadline) -> bool {
+        let ctl = self.seg.at::<RingControl>(CONTROL);
+        let notify = &ctl.publisher.notify;
+        // SYNC: as in the subscriber's sleep: an AcqRel RMW, then the membarrier that fences
+        // a publisher which reads `sub_waiters` with a plain load.
+        ctl.sub_waiters.fetch_add(1, AcqRel);
+        sys::membarrier_global();
+        let changed = loop {
+            let now = notify.load(Acquire);
+            if now != seen {
+                break true;
+            }
+            if deadline.expired() {
+                break false;
+            }
+            futex_wait(notify, now, deadline.remaining());
+        };
+        ctl.sub_waiters.fetch_sub(1, AcqRel);
+        changed
     }
 }
 

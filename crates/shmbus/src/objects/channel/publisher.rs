@@ -70,10 +70,19 @@ impl Publisher {
     }
 
     fn attach(ch: Channel) -> Result<Publisher> {
+        match Publisher::try_attach(ch)? {
+            Ok(publisher) => Ok(publisher),
+            Err(ch) => Err(Error::PublisherExists { name: ch.name() }),
+        }
+    }
+
+    /// [`Publisher::attach`], giving the channel back (still open) when another publisher
+    /// holds it.
+    fn try_attach(ch: Channel) -> Result<std::result::Result<Publisher, Channel>> {
         let got = sys::ofd_try_lock(sys::borrow(ch.seg.lock_fd()?), PUBLISHER_BYTE)
             .map_err(|e| crate::segment::os_error(ch.seg.name(), "lock the publisher of", e))?;
         if !got {
-            return Err(Error::PublisherExists { name: ch.name() });
+            return Ok(Err(ch));
         }
         // Skip the fence on every send when sleeping subscribers can fence for us.
         let asym = !cfg!(loom) && sys::membarrier_register();
@@ -81,12 +90,12 @@ impl Publisher {
             .ring()
             .attach_publisher(asym)
             .map_err(|r| ch.corrupt(r))?;
-        Ok(Publisher {
+        Ok(Ok(Publisher {
             ch,
             st,
             last_reclaim: Instant::now(),
             held: None,
-        })
+        }))
     }
 
     /// The channel's configuration.
@@ -107,6 +116,40 @@ impl Publisher {
     /// Subscribers attached now (dead ones are not counted).
     pub fn subscriber_count(&self) -> usize {
         active_subscribers(&self.ch.seg, &self.ch.ring())
+    }
+
+    /// Waits until at least `n` subscribers are attached, at most `timeout` (`None`:
+    /// forever); whether they are. Sleeps on a futex that every subscriber's attach wakes:
+    /// no polling.
+    ///
+    /// ```
+    /// # shmbus::doctest_namespace();
+    /// use shmbus::{ChannelConfig, Publisher, Subscriber};
+    /// use std::time::Duration;
+    ///
+    /// let publisher = Publisher::create("doc.channel.wait-subs", ChannelConfig::default())?;
+    /// let t = std::thread::spawn(|| Subscriber::open("doc.channel.wait-subs"));
+    /// assert!(publisher.wait_for_subscribers(1, Some(Duration::from_secs(10)))?);
+    /// let _subscriber = t.join().unwrap()?;
+    /// assert!(!publisher.wait_for_subscribers(2, Some(Duration::from_millis(10)))?);
+    /// # Ok::<(), shmbus::Error>(())
+    /// ```
+    pub fn wait_for_subscribers(&self, n: usize, timeout: Option<Duration>) -> Result<bool> {
+        self.check_here()?;
+        let deadline = Deadline::after(timeout);
+        let space = &self.ch.seg.at::<RingControl>(CONTROL).pub_wait.space;
+        loop {
+            // SYNC: Acquire pairs with the Release RMW in `announce_subscriber`; loaded
+            // before counting, so an attach after the count changes it.
+            let seen = space.load(Acquire);
+            if self.subscriber_count() >= n {
+                return Ok(true);
+            }
+            if deadline.expired() {
+                return Ok(false);
+            }
+            futex_wait(space, seen, deadline.remaining());
+        }
     }
 
     /// Publishes `msg`. Lossy: never waits. Back-pressure: waits until every live subscriber
@@ -365,4 +408,35 @@ fn loan_bytes(words: &[AtomicU64], start: usize, len: usize) -> *mut [u8] {
     let base = words.as_ptr().cast::<u8>().cast_mut();
     // SAFETY: in bounds (asserted), so the offset stays inside the ring's allocation.
     std::ptr::slice_from_raw_parts_mut(unsafe { base.add(start) }, len)
+}
+
+/// A channel opened by a would-be publisher that may have to wait for the current one to
+/// go (a duplex client waiting for the link): it stays open between tries, so that the
+/// tries themselves open and close nothing.
+#[derive(Debug)]
+pub(crate) struct PendingPublisher(Channel);
+
+impl PendingPublisher {
+    /// Opens channel `name`.
+    pub(crate) fn open(name: &str, opts: &Options) -> Result<PendingPublisher> {
+        Ok(PendingPublisher(Channel::open(name, opts)?))
+    }
+
+    /// Becomes the publisher, or gives itself back while another publisher holds the
+    /// channel.
+    pub(crate) fn try_attach(self) -> Result<std::result::Result<Publisher, PendingPublisher>> {
+        Ok(Publisher::try_attach(self.0)?.map_err(PendingPublisher))
+    }
+
+    /// The channel's name.
+    pub(crate) fn name(&self) -> &crate::Name {
+        self.0.seg.name()
+    }
+
+    /// [`Error::PublisherExists`] for this channel.
+    pub(crate) fn exists_error(&self) -> Error {
+        Error::PublisherExists {
+            name: self.0.name(),
+        }
+    }
 }

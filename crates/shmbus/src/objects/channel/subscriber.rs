@@ -79,6 +79,7 @@ impl Subscriber {
         // it sees our cursor once it sees us active.
         s.state
             .store((state | ring::SLOT_ACTIVE).wrapping_add(2), Release);
+        ring.announce_subscriber();
         Ok(Subscriber {
             ch: Arc::new(ch),
             released: st.cursor,
@@ -101,6 +102,18 @@ impl Subscriber {
     /// Whether the channel's publisher lives now.
     pub fn publisher_alive(&self) -> bool {
         self.ch.publisher_alive()
+    }
+
+    /// A token that changes when a publisher attaches, commits or closes (for
+    /// [`Self::wait_for_news`]: read it before a `recv` that may fail for want of a
+    /// publisher).
+    pub(crate) fn news(&self) -> u32 {
+        self.ch.news()
+    }
+
+    /// Sleeps until the token differs from `seen` or the deadline passes; whether it did.
+    pub(crate) fn wait_for_news(&self, seen: u32, deadline: Deadline) -> bool {
+        self.ch.wait_for_news(seen, deadline)
     }
 
     /// Receives the next message, waiting as long as it takes; [`Error::Disconnected`] at

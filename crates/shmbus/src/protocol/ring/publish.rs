@@ -22,9 +22,13 @@ impl Ring<'_> {
         // record was never committed, nobody read it, and we write over it.
         p.tail_intent.store(tail, Relaxed);
         p.asym.store(u32::from(asym), Relaxed);
-        let notify = p.notify.load(Relaxed) & !1;
-        p.notify.store(notify, Release);
         p.state.store(OPEN, Release);
+        // A new even value, after `state`: a subscriber waiting for a publisher to attach
+        // (it loaded `notify`, then found no live publisher) is woken or finds it changed.
+        let notify = (p.notify.load(Relaxed) & !1).wrapping_add(2);
+        // SYNC: Release pairs with the Acquire load of `notify` in `wait_for_news`.
+        p.notify.store(notify, Release);
+        futex_wake(&p.notify, u32::MAX);
         Ok(PubState {
             tail,
             head,

@@ -173,6 +173,17 @@ impl Ring<'_> {
             };
     }
 
+    /// Tells a publisher waiting for subscribers (`Publisher::wait_for_subscribers`, or a
+    /// back-pressure publisher sleeping for space, which re-checks and sleeps again) that
+    /// one has just become active: called after the slot's Release store of its state.
+    pub(crate) fn announce_subscriber(&self) {
+        let space = &self.ctl.pub_wait.space;
+        // SYNC: Release after the slot's state store: a publisher whose Acquire load of
+        // `space` sees this value also sees the slot active.
+        space.fetch_add(1, Release);
+        futex_wake(space, u32::MAX);
+    }
+
     /// Publishes a back-pressure subscriber's cursor, and wakes the publisher if it sleeps
     /// for space.
     pub(crate) fn release(&self, slot: &SubSlot, cursor: u64) {
