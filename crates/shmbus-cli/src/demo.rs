@@ -107,12 +107,8 @@ fn broadcast_and_duplex(namespace: &str, opts: &Options) -> anyhow::Result<()> {
     let mut link = Duplex::listen_with(LINK, opts)?;
     let children = spawn_children(namespace, "demo-subscriber", "subscriber")?;
     let result = (|| {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while publisher.subscriber_count() < READERS as usize {
-            if Instant::now() > deadline {
-                bail!("the subscribers did not attach within 10 s");
-            }
-            std::thread::sleep(Duration::from_millis(2));
+        if !publisher.wait_for_subscribers(READERS as usize, Some(Duration::from_secs(10)))? {
+            bail!("the subscribers did not attach within 10 s");
         }
         say(&format!(
             "{READERS} subscribers attached; publishing {TICKS} messages"
@@ -211,24 +207,57 @@ fn drive(board: &Blackboard, go: &Event, ready: &[Event]) -> anyhow::Result<()> 
 }
 
 /// Waits up to 10 s for the readers; kills any that hang. `true` per reader that exited 0.
+/// Each child is waited for (`waitpid`) on a thread of its own, so nothing polls.
 fn reap(children: Vec<Child>) -> Vec<bool> {
     let deadline = Instant::now() + Duration::from_secs(10);
-    children
-        .into_iter()
-        .map(|mut child| loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break status.success(),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(5))
-                }
-                _ => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break false;
-                }
-            }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let pids: Vec<u32> = children.iter().map(Child::id).collect();
+    // A pidfd names the process itself, even once reaped: killing through it can never
+    // hit a recycled pid. Opened now, while every child is unreaped.
+    let pidfds: Vec<_> = children
+        .iter()
+        .map(|child| {
+            rustix::process::Pid::from_raw(child.id() as i32).and_then(|pid| {
+                rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
+            })
         })
-        .collect()
+        .collect();
+    let waiters: Vec<_> = children
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut child)| {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let ok = child.wait().is_ok_and(|status| status.success());
+                let _ = tx.send((i, ok));
+            })
+        })
+        .collect();
+    drop(tx);
+    let mut done = vec![None; pidfds.len()];
+    while done.iter().any(Option::is_none) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok((i, ok)) => done[i] = Some(ok),
+            Err(_) => break,
+        }
+    }
+    for (i, (pidfd, pid)) in pidfds.iter().zip(&pids).enumerate() {
+        if done[i].is_some() {
+            continue;
+        }
+        // Hung: SIGKILL it; its waiter thread then reaps it. Through the pidfd; by pid only
+        // on a kernel without pidfds (before 5.3).
+        let _ = match (pidfd, rustix::process::Pid::from_raw(*pid as i32)) {
+            (Some(fd), _) => rustix::process::pidfd_send_signal(fd, rustix::process::Signal::KILL),
+            (None, Some(pid)) => rustix::process::kill_process(pid, rustix::process::Signal::KILL),
+            (None, None) => Ok(()),
+        };
+    }
+    for waiter in waiters {
+        let _ = waiter.join();
+    }
+    done.into_iter().map(|ok| ok == Some(true)).collect()
 }
 
 fn say(what: &str) {
