@@ -116,7 +116,9 @@ impl PyBlackboard {
         spin: Option<f64>,
     ) -> PyResult<Self> {
         let o = OptionArgs::opening(namespace, allow_owner, require_owner, spin).build()?;
-        let b = crate::opts::open_retry(py, open_timeout, || Blackboard::open_with(name, &o))?;
+        let b = crate::opts::open_retry(py, open_timeout, |wait| {
+            Blackboard::open_with(name, &o.clone().wait_for_creation(wait))
+        })?;
         Ok(Self::wrap(b))
     }
 
@@ -329,7 +331,9 @@ impl PyEvent {
         spin: Option<f64>,
     ) -> PyResult<Self> {
         let o = OptionArgs::opening(namespace, allow_owner, require_owner, spin).build()?;
-        let e = crate::opts::open_retry(py, open_timeout, || Event::open_with(name, &o))?;
+        let e = crate::opts::open_retry(py, open_timeout, |wait| {
+            Event::open_with(name, &o.clone().wait_for_creation(wait))
+        })?;
         Ok(Self::wrap(e))
     }
 

@@ -88,7 +88,9 @@ impl PyDuplex {
             spin: None,
         }
         .build()?;
-        let d = crate::opts::open_retry(py, open_timeout, || Duplex::connect_with(name, &o))?;
+        let d = crate::opts::open_retry(py, open_timeout, |wait| {
+            Duplex::connect_with(name, &o.clone().wait_for_creation(wait))
+        })?;
         Ok(PyDuplex {
             name: name.to_owned(),
             link: Mutex::new(Some(d)),

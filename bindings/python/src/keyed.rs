@@ -178,7 +178,9 @@ impl PyKeyedBlackboard {
         spin: Option<f64>,
     ) -> PyResult<Self> {
         let o = OptionArgs::opening(namespace, allow_owner, require_owner, spin).build()?;
-        let b = crate::opts::open_retry(py, open_timeout, || KeyedBlackboard::open_with(name, &o))?;
+        let b = crate::opts::open_retry(py, open_timeout, |wait| {
+            KeyedBlackboard::open_with(name, &o.clone().wait_for_creation(wait))
+        })?;
         Ok(Self::wrap(b))
     }
 

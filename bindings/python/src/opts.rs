@@ -184,25 +184,20 @@ where
     r.ok_or_else(|| to_py(py, shmbus::Error::Timeout))
 }
 
-/// How often an open that waits for its object to appear looks again. (A notification
-/// through inotify on the shared-memory directory is issue 11's WaitSet work.)
-const APPEAR_POLL: Duration = Duration::from_millis(5);
-
-/// Runs `open` (detached) until it stops failing with `NotFound` or `open_timeout` seconds
-/// have passed, looking at signals in between: opening waits for the object to appear.
+/// Runs `open(wait)` (detached) until it stops failing with `NotFound` or `open_timeout`
+/// seconds have passed, looking at signals in between: opening waits for the object to
+/// appear. `wait` is how long this attempt may wait for the creation
+/// (`Options::wait_for_creation`: an inotify watch, no polling), at most a [`SLICE`].
 pub fn open_retry<T: Send>(
     py: Python<'_>,
     open_timeout: f64,
-    open: impl Fn() -> shmbus::Result<T> + Send + Sync,
+    open: impl Fn(Duration) -> shmbus::Result<T> + Send + Sync,
 ) -> PyResult<T> {
     let until = deadline(duration(Some(open_timeout), "open_timeout")?);
     loop {
-        match py.detach(&open) {
+        let wait = slice(until);
+        match py.detach(|| open(wait)) {
             Err(shmbus::Error::NotFound { .. }) if until.is_none_or(|d| Instant::now() < d) => {
-                let nap = until.map_or(APPEAR_POLL, |d| {
-                    d.saturating_duration_since(Instant::now()).min(APPEAR_POLL)
-                });
-                py.detach(|| std::thread::sleep(nap));
                 py.check_signals()?;
             }
             r => return r.map_err(|e| to_py(py, e)),

@@ -4,7 +4,7 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pyo3::exceptions::{PyBufferError, PyValueError};
 use pyo3::prelude::*;
@@ -132,8 +132,8 @@ fn make_publisher(
             }
         }
         Some(false) => {
-            return wrap(crate::opts::open_retry(py, open_timeout, || {
-                Publisher::open_with(name, &opts)
+            return wrap(crate::opts::open_retry(py, open_timeout, |wait| {
+                Publisher::open_with(name, &opts.clone().wait_for_creation(wait))
             })?)
         }
     }
@@ -440,26 +440,17 @@ impl PyPublisher {
         let timeout = duration(timeout, "timeout")?;
         let state = &self.state;
         crate::opts::blocking(py, timeout, |s| {
-            // No notification exists for a subscriber's arrival: look every millisecond.
-            let end = Instant::now() + s;
-            loop {
-                let n = match lock_detached(state).publisher.as_ref() {
-                    Some(p) => p.subscriber_count(),
-                    None => {
-                        return Err(WaitErr::Closed(format!(
-                            "publisher of `{}`",
-                            self.facts.name
-                        )))
-                    }
-                };
-                if n >= count {
-                    return Ok(());
-                }
-                let now = Instant::now();
-                if now >= end {
-                    return Err(WaitErr::Lib(Error::Timeout));
-                }
-                std::thread::sleep((end - now).min(Duration::from_millis(1)));
+            // Each subscriber's attach wakes the library's wait: no polling. The lock is
+            // held for one slice at most.
+            match lock_detached(state).publisher.as_ref() {
+                Some(p) => match p.wait_for_subscribers(count, Some(s))? {
+                    true => Ok(()),
+                    false => Err(WaitErr::Lib(Error::Timeout)),
+                },
+                None => Err(WaitErr::Closed(format!(
+                    "publisher of `{}`",
+                    self.facts.name
+                ))),
             }
         })
     }

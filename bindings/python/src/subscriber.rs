@@ -150,7 +150,8 @@ impl PySubscriber {
         spin: Option<f64>,
     ) -> PyResult<Self> {
         let opts = OptionArgs::opening(namespace, allow_owner, require_owner, spin).build()?;
-        let sub = crate::opts::open_retry(py, open_timeout, || {
+        let sub = crate::opts::open_retry(py, open_timeout, |wait| {
+            let opts = opts.clone().wait_for_creation(wait);
             if from_oldest {
                 Subscriber::open_from_oldest(name, &opts)
             } else {
