@@ -16,7 +16,7 @@ namespace Shmbus
 
     /// <summary>
     /// One end of a two-way link (two back-pressure channels, one per direction): a server
-    /// <see cref="Listen"/>s, one client <see cref="Connect"/>s. Either end sends and
+    /// <see cref="Listen"/>s, one client <see cref="Connect(string, ShmbusOptions)"/>s. Either end sends and
     /// receives; a client's <see cref="Request"/> waits for the server's reply. Use from one
     /// thread at a time.
     /// </summary>
@@ -47,6 +47,19 @@ namespace Shmbus
             DuplexHandle h;
             using (var opts = ShmbusOptions.Build(options))
                 ShmbusException.Check(Native.shmbus_duplex_connect(name, opts, out h));
+            return new Duplex(h, name);
+        }
+
+        /// <summary>Connects to the server of link <paramref name="name"/>, waiting at most
+        /// <paramref name="timeout"/> for it to listen and for another connected client to
+        /// leave (even one killed); then <see cref="ShmbusNotFoundException"/>, or a
+        /// <see cref="ShmbusException"/> whose status is <c>Status.Exists</c>. No polling: it watches the link's files.</summary>
+        public static Duplex Connect(string name, TimeSpan timeout, ShmbusOptions options = null)
+        {
+            DuplexHandle h;
+            long ns = Native.Nanos(timeout);
+            using (var opts = ShmbusOptions.Build(options))
+                ShmbusException.Check(Native.shmbus_duplex_connect_timeout(name, opts, ns, out h));
             return new Duplex(h, name);
         }
 

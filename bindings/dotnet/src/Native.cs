@@ -40,6 +40,7 @@ namespace Shmbus
         [DllImport(Lib)] internal static extern int shmbus_options_set_mode(OptionsHandle o, uint mode);
         [DllImport(Lib)] internal static extern int shmbus_options_set_persistent(OptionsHandle o, int persistent);
         [DllImport(Lib)] internal static extern int shmbus_options_set_open_timeout(OptionsHandle o, long ns);
+        [DllImport(Lib)] internal static extern int shmbus_options_set_wait_for_creation(OptionsHandle o, long ns);
         [DllImport(Lib)] internal static extern int shmbus_options_set_spin(OptionsHandle o, long ns);
         [DllImport(Lib)] internal static extern int shmbus_options_allow_owner(OptionsHandle o, uint uid);
         [DllImport(Lib)] internal static extern int shmbus_options_allow_any_owner(OptionsHandle o);
@@ -56,6 +57,7 @@ namespace Shmbus
         [DllImport(Lib)] internal static extern int shmbus_publisher_discard(PublisherHandle p);
         [DllImport(Lib)] internal static extern ulong shmbus_publisher_published(PublisherHandle p);
         [DllImport(Lib)] internal static extern UIntPtr shmbus_publisher_subscriber_count(PublisherHandle p);
+        [DllImport(Lib)] internal static extern int shmbus_publisher_wait_subscribers(PublisherHandle p, UIntPtr count, long ns);
         [DllImport(Lib)] internal static extern int shmbus_publisher_config(PublisherHandle p, out ChannelConfig cfg);
         [DllImport(Lib)] internal static extern void shmbus_publisher_close(IntPtr p);
 
@@ -109,6 +111,7 @@ namespace Shmbus
         // Duplex
         [DllImport(Lib)] internal static extern int shmbus_duplex_listen(string name, OptionsHandle opts, out DuplexHandle d);
         [DllImport(Lib)] internal static extern int shmbus_duplex_connect(string name, OptionsHandle opts, out DuplexHandle d);
+        [DllImport(Lib)] internal static extern int shmbus_duplex_connect_timeout(string name, OptionsHandle opts, long ns, out DuplexHandle d);
         [DllImport(Lib)] internal static extern unsafe int shmbus_duplex_send(DuplexHandle d, byte* data, UIntPtr len);
         [DllImport(Lib)] internal static extern unsafe int shmbus_duplex_recv(DuplexHandle d, byte* buf, UIntPtr cap, out UIntPtr len, out ulong request, long timeoutNs);
         [DllImport(Lib)] internal static extern unsafe int shmbus_duplex_reply(DuplexHandle d, ulong request, byte* data, UIntPtr len);

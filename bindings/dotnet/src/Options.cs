@@ -17,6 +17,10 @@ namespace Shmbus
         public bool Persistent { get; set; }
         /// <summary>How long an open waits for a creator still initialising the object.</summary>
         public TimeSpan? OpenTimeout { get; set; }
+        /// <summary>How long an open waits for an object that does not exist yet to be
+        /// created by another process (<c>Timeout.InfiniteTimeSpan</c>: as long as it takes);
+        /// unset or zero: not found at once. It watches /dev/shm (inotify): no polling.</summary>
+        public TimeSpan? WaitForCreation { get; set; }
         /// <summary>How long a blocking wait spins before it sleeps in the kernel.</summary>
         public TimeSpan? Spin { get; set; }
         /// <summary>Also open objects owned by these uids (besides our own).</summary>
@@ -41,6 +45,7 @@ namespace Shmbus
                 if (o.Mode.HasValue) ShmbusException.Check(Native.shmbus_options_set_mode(h, o.Mode.Value));
                 ShmbusException.Check(Native.shmbus_options_set_persistent(h, o.Persistent ? 1 : 0));
                 if (o.OpenTimeout.HasValue) ShmbusException.Check(Native.shmbus_options_set_open_timeout(h, Native.Nanos(o.OpenTimeout.Value)));
+                if (o.WaitForCreation.HasValue) ShmbusException.Check(Native.shmbus_options_set_wait_for_creation(h, Native.Nanos(o.WaitForCreation.Value)));
                 if (o.Spin.HasValue) ShmbusException.Check(Native.shmbus_options_set_spin(h, Native.Nanos(o.Spin.Value)));
                 foreach (uint uid in o.AllowOwner) ShmbusException.Check(Native.shmbus_options_allow_owner(h, uid));
                 if (o.AllowAnyOwner) ShmbusException.Check(Native.shmbus_options_allow_any_owner(h));

@@ -150,17 +150,14 @@ namespace Shmbus
         public void Loan(int size, SpanWriter fill) { Loan(size, fill, Timeout.InfiniteTimeSpan); }
 
         /// <summary>Waits until at least <paramref name="count"/> subscribers are attached;
-        /// false after <paramref name="timeout"/>.</summary>
+        /// false after <paramref name="timeout"/>. Every subscriber's attach wakes the wait:
+        /// no polling.</summary>
         public bool WaitForSubscribers(int count, TimeSpan timeout)
         {
-            long ns = Native.Nanos(timeout); // validates; negative: no limit
-            var sw = System.Diagnostics.Stopwatch.StartNew();
-            while (SubscriberCount < count)
-            {
-                // No notification exists for a subscriber's arrival: look every millisecond.
-                if (ns >= 0 && sw.Elapsed.Ticks >= ns / 100) return false;
-                Thread.Sleep(1);
-            }
+            if (count < 0) throw new ArgumentOutOfRangeException("count", "a count is >= 0");
+            int rc = Native.shmbus_publisher_wait_subscribers(Handle, new UIntPtr((uint)count), Native.Nanos(timeout));
+            if (rc == (int)Status.Timeout) return false;
+            ShmbusException.Check(rc);
             return true;
         }
 

@@ -428,6 +428,35 @@ namespace Shmbus.Tests
         }
 
         [Test]
+        public static void OpensAndConnectsWaitForTheirObjects()
+        {
+            var waiting = new ShmbusOptions { WaitForCreation = TimeSpan.FromMilliseconds(20) };
+            Assert.Throws<ShmbusNotFoundException>(() => Blackboard.Open("late", waiting), "nothing yet");
+            Assert.Throws<ShmbusNotFoundException>(() => Duplex.Connect("late.link", TimeSpan.FromMilliseconds(20)), "no server yet");
+            var creator = new System.Threading.Thread(() =>
+            {
+                System.Threading.Thread.Sleep(50);
+                using (var board = Blackboard.Create("late", 64))
+                using (var server = Duplex.Listen("late.link"))
+                {
+                    board.Write(B("late value"));
+                    var req = server.Receive(TimeSpan.FromSeconds(10));
+                    server.Reply(req.RequestId, req.Data);
+                    System.Threading.Thread.Sleep(200); // the opener reads the board meanwhile
+                }
+            });
+            creator.Start();
+            var forever = new ShmbusOptions { WaitForCreation = System.Threading.Timeout.InfiniteTimeSpan };
+            using (var board = Blackboard.Open("late", forever))
+            using (var link = Duplex.Connect("late.link", TimeSpan.FromSeconds(10)))
+            {
+                Assert.Bytes(B("pong"), link.Request(B("pong"), TimeSpan.FromSeconds(10)), "the reply");
+                Assert.Bytes(B("late value"), board.Read(), "the board's value");
+            }
+            creator.Join();
+        }
+
+        [Test]
         public static void KilledPublisherIsPublisherGone()
         {
             var child = Child("publisher gone");

@@ -293,6 +293,12 @@ uint64_t shmbus_publisher_published(const shmbus_publisher *p);
 // Subscribers attached now (dead ones are not counted; 0 for an invalid handle).
 size_t shmbus_publisher_subscriber_count(const shmbus_publisher *p);
 
+// Waits until at least `count` subscribers are attached, at most `timeout_ns`
+// nanoseconds (`< 0` as long as it takes, 0 not at all): `SHMBUS_OK` once they are,
+// `SHMBUS_ERR_TIMEOUT` if they are not by then. Every subscriber's attach wakes the wait:
+// no polling.
+int shmbus_publisher_wait_subscribers(const shmbus_publisher *p, size_t count, int64_t timeout_ns);
+
 // Stores the channel's configuration in `*cfg`.
 int shmbus_publisher_config(const shmbus_publisher *p, struct shmbus_channel_config *cfg);
 
@@ -360,6 +366,16 @@ int shmbus_duplex_listen(const char *name, const shmbus_options *opts, shmbus_du
 
 // Connects to the server of link `name`.
 int shmbus_duplex_connect(const char *name, const shmbus_options *opts, shmbus_duplex **out);
+
+// [`shmbus_duplex_connect`], waiting at most `timeout_ns` nanoseconds (`< 0` as long as
+// it takes) for the server to listen and for another connected client to leave (even one
+// killed): `SHMBUS_ERR_NOT_FOUND` or `SHMBUS_ERR_EXISTS` (a client is connected) when the
+// time is up.
+// No polling: it watches the link's files (inotify).
+int shmbus_duplex_connect_timeout(const char *name,
+                                  const shmbus_options *opts,
+                                  int64_t timeout_ns,
+                                  shmbus_duplex **out);
 
 // Sends a plain message (no reply expected) to the other end.
 int shmbus_duplex_send(shmbus_duplex *d, const void *data, size_t len);
@@ -593,6 +609,11 @@ int shmbus_options_set_persistent(shmbus_options *o, int persistent);
 // How long an open waits for an object its creator is still initialising (nanoseconds,
 // not negative).
 int shmbus_options_set_open_timeout(shmbus_options *o, int64_t timeout_ns);
+
+// How long an open waits for an object that does not exist yet to be created by another
+// process (nanoseconds; `< 0` as long as it takes; 0, the default, not at all:
+// `SHMBUS_ERR_NOT_FOUND` at once). The wait watches `/dev/shm` (inotify): no polling.
+int shmbus_options_set_wait_for_creation(shmbus_options *o, int64_t timeout_ns);
 
 // How long blocking calls busy-wait before they sleep (nanoseconds, not negative; 0 never
 // spins). Spinning trades CPU for latency.

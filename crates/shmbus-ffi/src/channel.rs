@@ -294,6 +294,30 @@ pub unsafe extern "C" fn shmbus_publisher_subscriber_count(p: *const shmbus_publ
     })
 }
 
+/// Waits until at least `count` subscribers are attached, at most `timeout_ns`
+/// nanoseconds (`< 0` as long as it takes, 0 not at all): `SHMBUS_OK` once they are,
+/// `SHMBUS_ERR_TIMEOUT` if they are not by then. Every subscriber's attach wakes the wait:
+/// no polling.
+#[no_mangle]
+pub unsafe extern "C" fn shmbus_publisher_wait_subscribers(
+    p: *const shmbus_publisher,
+    count: usize,
+    timeout_ns: i64,
+) -> c_int {
+    const F: &str = "shmbus_publisher_wait_subscribers";
+    guard(F, || {
+        // SAFETY: the header's contract for handles.
+        let h = unsafe { args::handle_ref(p, F) }?;
+        if h.inner
+            .wait_for_subscribers(count, Wait::from_ns(timeout_ns).as_option())?
+        {
+            Ok(OK)
+        } else {
+            Err(shmbus::Error::Timeout.into())
+        }
+    })
+}
+
 /// Stores the channel's configuration in `*cfg`.
 #[no_mangle]
 pub unsafe extern "C" fn shmbus_publisher_config(

@@ -74,6 +74,36 @@ pub unsafe extern "C" fn shmbus_duplex_connect(
     }
 }
 
+/// [`shmbus_duplex_connect`], waiting at most `timeout_ns` nanoseconds (`< 0` as long as
+/// it takes) for the server to listen and for another connected client to leave (even one
+/// killed): `SHMBUS_ERR_NOT_FOUND` or `SHMBUS_ERR_EXISTS` (a client is connected) when the
+/// time is up.
+/// No polling: it watches the link's files (inotify).
+#[no_mangle]
+pub unsafe extern "C" fn shmbus_duplex_connect_timeout(
+    name: *const c_char,
+    opts: *const shmbus_options,
+    timeout_ns: i64,
+    out: *mut *mut shmbus_duplex,
+) -> c_int {
+    let timeout = crate::args::Wait::from_ns(timeout_ns)
+        .as_option()
+        .unwrap_or(std::time::Duration::MAX);
+    // SAFETY: the header's contract for each argument.
+    unsafe {
+        args::make(
+            "shmbus_duplex_connect_timeout",
+            name,
+            opts,
+            out,
+            |name, opts| {
+                let d = Duplex::connect_timeout_with(name, timeout, opts)?;
+                Ok(shmbus_duplex::new(d, None, None))
+            },
+        )
+    }
+}
+
 /// Sends a plain message (no reply expected) to the other end.
 #[no_mangle]
 pub unsafe extern "C" fn shmbus_duplex_send(

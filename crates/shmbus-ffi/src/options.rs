@@ -136,6 +136,24 @@ pub unsafe extern "C" fn shmbus_options_set_open_timeout(
     })
 }
 
+/// How long an open waits for an object that does not exist yet to be created by another
+/// process (nanoseconds; `< 0` as long as it takes; 0, the default, not at all:
+/// `SHMBUS_ERR_NOT_FOUND` at once). The wait watches `/dev/shm` (inotify): no polling.
+#[no_mangle]
+pub unsafe extern "C" fn shmbus_options_set_wait_for_creation(
+    o: *mut shmbus_options,
+    timeout_ns: i64,
+) -> c_int {
+    const F: &str = "shmbus_options_set_wait_for_creation";
+    update(o, F, |opts| {
+        Ok(opts.wait_for_creation(
+            crate::args::Wait::from_ns(timeout_ns)
+                .as_option()
+                .unwrap_or(std::time::Duration::MAX),
+        ))
+    })
+}
+
 /// How long blocking calls busy-wait before they sleep (nanoseconds, not negative; 0 never
 /// spins). Spinning trades CPU for latency.
 #[no_mangle]

@@ -682,6 +682,66 @@ static void test_duplex(void) {
     shmbus_duplex_close(server);
 }
 
+/* A thread that creates the objects the waits below wait for, a moment later. */
+static void *late_objects(void *arg) {
+    (void)arg;
+    usleep(50000);
+    shmbus_blackboard *b = NULL;
+    shmbus_subscriber *s = NULL;
+    shmbus_duplex *server = NULL;
+    if (shmbus_blackboard_create("c.late", 16, &b) != SHMBUS_OK) return (void *)1;
+    shmbus_blackboard_write(b, "late", 4);
+    if (shmbus_subscriber_open("c.waited", &s) != SHMBUS_OK) return (void *)2;
+    if (shmbus_duplex_listen("c.late.link", NULL, &server) != SHMBUS_OK) return (void *)3;
+    char buf[16];
+    size_t len = 0;
+    uint64_t request = 0;
+    if (shmbus_duplex_recv(server, buf, sizeof buf, &len, &request, 5000000000LL) == SHMBUS_OK)
+        shmbus_duplex_reply(server, request, buf, len);
+    usleep(50000); /* let the opener read the board first */
+    shmbus_duplex_close(server);
+    shmbus_subscriber_close(s);
+    shmbus_blackboard_close(b);
+    return NULL;
+}
+
+static void test_waiting_for_others(void) {
+    shmbus_options *o = NULL;
+    OK(shmbus_options_create(&o));
+    OK(shmbus_options_set_wait_for_creation(o, 0));
+    shmbus_blackboard *b = NULL;
+    EXPECT(SHMBUS_ERR_NOT_FOUND, shmbus_blackboard_open_with("c.late", o, &b));
+    OK(shmbus_options_set_wait_for_creation(o, 1000000)); /* 1 ms, then not found */
+    EXPECT(SHMBUS_ERR_NOT_FOUND, shmbus_blackboard_open_with("c.late", o, &b));
+    shmbus_channel_config cfg;
+    shmbus_channel_config_default(&cfg);
+    shmbus_publisher *p = NULL;
+    OK(shmbus_publisher_create("c.waited", &cfg, &p));
+    EXPECT(SHMBUS_ERR_TIMEOUT, shmbus_publisher_wait_subscribers(p, 1, 0));
+    EXPECT(SHMBUS_ERR_TIMEOUT, shmbus_publisher_wait_subscribers(p, 1, 1000000));
+    shmbus_duplex *client = NULL;
+    EXPECT(SHMBUS_ERR_NOT_FOUND, shmbus_duplex_connect_timeout("c.late.link", NULL, 1000000, &client));
+    pthread_t t;
+    pthread_create(&t, NULL, late_objects, NULL);
+    OK(shmbus_options_set_wait_for_creation(o, -1)); /* as long as it takes */
+    OK(shmbus_blackboard_open_with("c.late", o, &b));
+    OK(shmbus_publisher_wait_subscribers(p, 1, 10000000000LL));
+    CHECK(shmbus_publisher_subscriber_count(p) == 1);
+    OK(shmbus_duplex_connect_timeout("c.late.link", NULL, 10000000000LL, &client));
+    char reply[16];
+    size_t len = 0;
+    OK(shmbus_duplex_request(client, "hi", 2, reply, sizeof reply, &len, 5000000000LL));
+    CHECK(len == 2 && memcmp(reply, "hi", 2) == 0);
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_publisher_wait_subscribers(NULL, 1, 0));
+    void *thread_rc = NULL;
+    pthread_join(t, &thread_rc);
+    CHECK(thread_rc == NULL);
+    shmbus_duplex_close(client);
+    shmbus_blackboard_close(b);
+    shmbus_publisher_close(p);
+    shmbus_options_close(o);
+}
+
 static void test_segments_and_options(void) {
     shmbus_options *o = NULL;
     OK(shmbus_options_create(&o));
@@ -739,6 +799,7 @@ int main(void) {
     test_events();
     test_handlers();
     test_duplex();
+    test_waiting_for_others();
     test_segments_and_options();
     if (failures) {
         fprintf(stderr, "%d failures\n", failures);
