@@ -89,6 +89,8 @@ pub use objects::channel::{
 pub use objects::duplex::{Duplex, Received};
 pub use objects::event::{Event, EventMode};
 pub use objects::handler::{HandlerGuard, HandlerStats, Update};
+#[cfg(not(loom))]
+pub use objects::waitset::{WaitKey, WaitSet};
 pub use segment::header::LAYOUT_VERSION;
 pub use segment::name::Name;
 pub use segment::options::Options;

@@ -3,6 +3,7 @@
 //! The object: a named [`Segment`] whose state after the header is an
 //! [`EventState`] (the futex-word protocol, in `protocol::event_state`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -33,7 +34,8 @@ use crate::segment::Segment;
 /// ```
 #[derive(Debug)]
 pub struct Event {
-    seg: Segment,
+    /// Shared with the `WaitSet`s it is attached to (which keep it mapped).
+    seg: Arc<Segment>,
     mode: EventMode,
     spin: Duration,
 }
@@ -96,7 +98,7 @@ impl Event {
             reason: format!("unknown event mode {flags}"),
         })?;
         Ok(Event {
-            seg,
+            seg: Arc::new(seg),
             mode,
             spin: opts.spin,
         })
@@ -104,6 +106,14 @@ impl Event {
 
     fn state(&self) -> &EventState {
         self.seg.at(HEADER_SIZE)
+    }
+
+    /// What a `WaitSet` keeps of the event.
+    pub(crate) fn waitable(&self) -> EventWaitable {
+        EventWaitable {
+            seg: self.seg.clone(),
+            mode: self.mode,
+        }
     }
 
     /// The event's name.
@@ -149,4 +159,29 @@ pub(crate) fn live_state(seg: &Segment) -> Option<(EventMode, bool, u32, u32)> {
     let mode = EventMode::from_flags(seg.header().fields.kind_flags())?;
     let st: &EventState = seg.at(HEADER_SIZE);
     Some((mode, st.is_set(mode), st.waiters(), st.raw_state()))
+}
+
+/// An event attached to a `WaitSet`: ready while set (manual reset), or when it took a
+/// release on the owner's behalf (auto reset, as `WaitForMultipleObjects` does).
+#[derive(Debug)]
+pub(crate) struct EventWaitable {
+    seg: Arc<Segment>,
+    mode: EventMode,
+}
+
+impl EventWaitable {
+    fn state(&self) -> &EventState {
+        self.seg.at(HEADER_SIZE)
+    }
+
+    /// The word a waiter sleeps on and the count of waiters it joins.
+    pub(crate) fn sleep_words(&self) -> (&crate::sync::AtomicU32, &crate::sync::AtomicU32) {
+        let st = self.state();
+        (&st.state, &st.waiters)
+    }
+
+    /// Whether a waiter would be released now (auto reset: takes the release).
+    pub(crate) fn ready(&self) -> bool {
+        self.state().take_if_set(self.mode)
+    }
 }

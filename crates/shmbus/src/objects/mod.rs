@@ -3,7 +3,7 @@
 //! It holds events ([`event`]), blackboards ([`blackboard`]), broadcast channels
 //! ([`channel`]: config and the shared handle, the publisher side, the subscriber side, the
 //! samples a receive hands out), duplex links ([`duplex`], two channels), receive handlers on
-//! background threads ([`handler`]), and the catalog of objects with `gc` ([`catalog`],
+//! background threads ([`handler`]), waiting on many of them at once ([`waitset`]), and the catalog of objects with `gc` ([`catalog`],
 //! which reads every kind and so comes last).
 //!
 //! May import: every layer below (segment, protocol, OS), the atomics facade (`sync`) and the
@@ -18,3 +18,5 @@ pub(crate) mod channel;
 pub(crate) mod duplex;
 pub(crate) mod event;
 pub(crate) mod handler;
+#[cfg(not(loom))]
+pub(crate) mod waitset;

@@ -17,7 +17,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicU32;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustix::fs::Mode;
 
@@ -333,6 +333,63 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Durati
     });
     // Errors are the documented outcomes above; EFAULT/EINVAL cannot happen for a reference.
     let _ = futex::wait(word, futex::Flags::empty(), expected, ts.as_ref());
+}
+
+/// `futex_waitv` (Linux ≥ 5.16): sleeps while every `words[i].0 == words[i].1`, until one
+/// of them is woken, `deadline` (on the monotonic clock) passes, or a signal arrives. All
+/// are shared (not `FUTEX2_PRIVATE`) 32-bit futexes. `Err` with `ENOSYS` on an older kernel
+/// (or one whose seccomp filter refuses the call); at most 128 words.
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) fn futex_waitv(
+    words: &[(&AtomicU32, u32)],
+    deadline: Option<Instant>,
+) -> io::Result<()> {
+    use rustix::thread::futex::{self, WaitFlags, WaitvFlags};
+    if words.len() > FUTEX_WAITV_MAX {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let waits: Vec<futex::Wait> = words
+        .iter()
+        .map(|&(word, expected)| {
+            let mut w = futex::Wait::new();
+            w.val = u64::from(expected);
+            w.uaddr = futex::WaitPtr::new(word.as_ptr().cast());
+            w.flags = WaitFlags::SIZE_U32;
+            w
+        })
+        .collect();
+    let ts = deadline.map(monotonic_timespec);
+    match futex::waitv(
+        &waits,
+        WaitvFlags::empty(),
+        ts.as_ref(),
+        rustix::time::ClockId::Monotonic,
+    ) {
+        // Woken, a word differed (EAGAIN), timed out or interrupted: the caller re-checks.
+        Ok(_)
+        | Err(rustix::io::Errno::AGAIN | rustix::io::Errno::TIMEDOUT | rustix::io::Errno::INTR) => {
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Most words one `futex_waitv` takes (the kernel's `FUTEX_WAITV_MAX`).
+pub(crate) const FUTEX_WAITV_MAX: usize = 128;
+
+/// `deadline` as an absolute `CLOCK_MONOTONIC` time. `Instant` is that clock on Linux, but
+/// its value is opaque: the time left is added to the clock read now.
+fn monotonic_timespec(deadline: Instant) -> rustix::time::Timespec {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    let left = deadline.saturating_duration_since(Instant::now());
+    let nanos = now.tv_nsec as u64 + u64::from(left.subsec_nanos());
+    rustix::time::Timespec {
+        tv_sec: now
+            .tv_sec
+            .saturating_add(i64::try_from(left.as_secs()).unwrap_or(i64::MAX))
+            .saturating_add((nanos / 1_000_000_000) as i64),
+        tv_nsec: (nanos % 1_000_000_000) as i64,
+    }
 }
 
 #[cfg_attr(loom, allow(dead_code))]

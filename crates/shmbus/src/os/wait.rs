@@ -20,6 +20,11 @@ impl Deadline {
         Deadline(timeout.and_then(|t| Instant::now().checked_add(t)))
     }
 
+    /// A deadline at `when` (`None`: never).
+    pub(crate) fn at(when: Option<Instant>) -> Self {
+        Deadline(when)
+    }
+
     /// Time left, `Some(ZERO)` once passed, `None` for no deadline.
     pub(crate) fn remaining(&self) -> Option<Duration> {
         self.0.map(|d| d.saturating_duration_since(Instant::now()))
@@ -48,6 +53,54 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Durati
 pub(crate) fn futex_wake(word: &AtomicU32, n: u32) {
     crate::os::sys::futex_wake(word, n);
 }
+
+/// Sleeps while every `*word == expected` of `words`, until one is woken, `deadline` passes
+/// or a signal arrives (spurious returns allowed, as for [`futex_wait`]): one
+/// `futex_waitv`. `Err(Unsupported)` when the kernel has none (before Linux 5.16), or when
+/// `SHMBUS_TEST_NO_WAITV=1` asks to behave so (to test the callers' fallback).
+#[cfg(not(loom))]
+pub(crate) fn futex_wait_any(
+    words: &[(&AtomicU32, u32)],
+    deadline: Deadline,
+) -> Result<(), Unsupported> {
+    static MISSING: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let missing = MISSING.get_or_init(|| {
+        std::env::var_os("SHMBUS_TEST_NO_WAITV").is_some_and(|v| v == "1")
+            || matches!(
+                crate::os::sys::futex_waitv(&[], Some(Instant::now())),
+                Err(e) if e.raw_os_error() == Some(libc::ENOSYS)
+            )
+    });
+    if *missing {
+        return Err(Unsupported);
+    }
+    match crate::os::sys::futex_waitv(words, deadline.0) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => Err(Unsupported),
+        // EINVAL (more than 128 words: callers never pass that many), EFAULT (not for
+        // references): return, the caller re-checks.
+        Err(_) => Ok(()),
+    }
+}
+
+/// Loom model of `futex_waitv`: as [`futex_wait`]'s, over several words.
+#[cfg(loom)]
+pub(crate) fn futex_wait_any(
+    words: &[(&AtomicU32, u32)],
+    _deadline: Deadline,
+) -> Result<(), Unsupported> {
+    use crate::sync::Ordering;
+    let (lock, cv) = &*model::PARK;
+    let guard = lock.lock().unwrap();
+    if words.iter().all(|(w, e)| w.load(Ordering::SeqCst) == *e) {
+        drop(cv.wait(guard).unwrap());
+    }
+    Ok(())
+}
+
+/// The kernel has no `futex_waitv` (Linux before 5.16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Unsupported;
 
 #[cfg(loom)]
 mod model {

@@ -162,6 +162,17 @@ impl EventState {
         self.state.load(Relaxed)
     }
 
+    /// Whether a waiter would be released now; for auto reset, takes the release (as a
+    /// wait would). For a waiter on many objects, which sleeps on `state` after joining
+    /// `waiters` (the steps of `wait`).
+    pub(crate) fn take_if_set(&self, mode: EventMode) -> bool {
+        match mode {
+            // SYNC: Acquire pairs with the Release CAS in `set`.
+            EventMode::ManualReset => self.state.load(Acquire) & 1 == 1,
+            EventMode::AutoReset => self.try_take(),
+        }
+    }
+
     /// Takes one pending release (auto reset).
     fn try_take(&self) -> bool {
         let mut s = self.state.load(Relaxed);

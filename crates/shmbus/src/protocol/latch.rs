@@ -410,6 +410,12 @@ impl<'a> Latch<'a> {
         result
     }
 
+    /// The word `wait_newer` sleeps on (`tick`) and the count of sleepers it joins first,
+    /// for a waiter on many objects that follows the same steps.
+    pub(crate) fn sleep_words(&self) -> (&'a AtomicU32, &'a AtomicU32) {
+        (&self.ctl.w.tick, &self.ctl.lock.waiters)
+    }
+
     /// Wakes every sleeper in `wait_newer` (used to stop a handler thread).
     pub(crate) fn wake_all(&self) {
         futex_wake(&self.ctl.w.tick, u32::MAX);

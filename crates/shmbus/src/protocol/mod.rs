@@ -18,3 +18,5 @@ pub(crate) mod layout;
 pub(crate) mod padded;
 pub(crate) mod ring;
 pub(crate) mod shared_bytes;
+#[cfg(all(test, loom))]
+mod waitset_loom;

@@ -277,3 +277,35 @@ where
         },
     )
 }
+
+/// One board attached to a `WaitSet`: ready once per new version (the first one newer than
+/// the version when it was attached, then each one newer than the last reported).
+#[derive(Debug)]
+pub(crate) struct BoardWaitable {
+    core: Arc<Core>,
+    index: usize,
+    seen: u64,
+}
+
+impl BoardWaitable {
+    pub(super) fn new(core: Arc<Core>, index: usize) -> BoardWaitable {
+        let seen = core.latch(index).version();
+        BoardWaitable { core, index, seen }
+    }
+
+    /// The word `wait_newer` sleeps on and the count of sleepers it joins.
+    pub(crate) fn sleep_words(&self) -> (&crate::sync::AtomicU32, &crate::sync::AtomicU32) {
+        self.core.latch(self.index).sleep_words()
+    }
+
+    /// Whether a version newer than the last reported one exists (it is then reported).
+    pub(crate) fn ready(&mut self) -> bool {
+        let v = self.core.latch(self.index).version();
+        if v > self.seen {
+            self.seen = v;
+            true
+        } else {
+            false
+        }
+    }
+}

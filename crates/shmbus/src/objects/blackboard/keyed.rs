@@ -356,6 +356,11 @@ impl BoardKey {
         self.core().latch(self.index).version()
     }
 
+    /// What a `WaitSet` keeps of this key.
+    pub(crate) fn waitable(&self) -> super::core::BoardWaitable {
+        super::core::BoardWaitable::new(self.board.inner.core.clone(), self.index)
+    }
+
     /// Waits until the version is newer than `version`; returns it, or `None` when
     /// `timeout` passes first (`None` waits forever).
     pub fn wait_newer(&self, version: u64, timeout: Option<Duration>) -> Result<Option<u64>> {

@@ -13,6 +13,7 @@
 //! every read, so a hostile length is an error, never an out-of-bounds copy.
 
 mod core;
+pub(crate) use core::BoardWaitable;
 mod keyed;
 
 use std::sync::Arc;
@@ -151,6 +152,11 @@ impl Blackboard {
     /// in progress becomes visible only once it is complete.
     pub fn version(&self) -> u64 {
         self.core.latch(0).version()
+    }
+
+    /// What a `WaitSet` keeps of the board.
+    pub(crate) fn waitable(&self) -> core::BoardWaitable {
+        core::BoardWaitable::new(self.core.clone(), 0)
     }
 
     /// Waits until the version is newer than `version`; returns the new version, or `None`

@@ -36,6 +36,7 @@ use crate::sync::{AtomicU64, Ordering::*};
 mod publisher;
 mod sample;
 mod subscriber;
+pub(crate) mod waitable;
 
 pub(crate) use publisher::PendingPublisher;
 pub use publisher::{Loan, Publisher};

@@ -41,6 +41,8 @@ pub struct Subscriber {
     released: u64,
     /// Messages lost so far (lossy), as reported by `Error::Lagged`.
     lost: u64,
+    /// Our cursor, for the `WaitSet`s we are attached to (they cannot borrow us).
+    position: Arc<AtomicU64>,
 }
 
 impl Subscriber {
@@ -83,6 +85,7 @@ impl Subscriber {
         Ok(Subscriber {
             ch: Arc::new(ch),
             released: st.cursor,
+            position: Arc::new(AtomicU64::new(st.cursor)),
             st,
             slot,
             lost: 0,
@@ -102,6 +105,11 @@ impl Subscriber {
     /// Whether the channel's publisher lives now.
     pub fn publisher_alive(&self) -> bool {
         self.ch.publisher_alive()
+    }
+
+    /// What a `WaitSet` keeps of the subscriber.
+    pub(crate) fn waitable(&self) -> super::waitable::SubscriberWaitable {
+        super::waitable::SubscriberWaitable::new(self.ch.clone(), self.position.clone())
     }
 
     /// A token that changes when a publisher attaches, commits or closes (for
@@ -357,7 +365,9 @@ impl Subscriber {
     ) -> Result<bool> {
         self.check_here()?;
         let ring = self.ch.ring();
-        match ring.try_read_limited(&mut self.st, limit as u64, sink) {
+        let next = ring.try_read_limited(&mut self.st, limit as u64, sink);
+        self.position.store(self.st.cursor, Relaxed);
+        match next {
             Ok(Next::Message) => {
                 if release {
                     self.release(false);

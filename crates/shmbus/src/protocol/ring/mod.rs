@@ -227,6 +227,19 @@ pub(crate) struct SubState {
     pub verify_until: u64,
 }
 
+/// What a subscriber at some position would find (`Ring::news_for`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum News {
+    /// Something to receive: a message, or a loss to report.
+    Message,
+    /// The stream is open and nothing is new.
+    Nothing,
+    /// The publisher closed the stream and everything was received.
+    Ended,
+    /// No publisher has attached yet.
+    NoPublisher,
+}
+
 /// What `try_read` found.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Next {

@@ -173,6 +173,24 @@ impl Ring<'_> {
             };
     }
 
+    /// What a subscriber at `position` would find now, for a waiter that does not receive
+    /// (a `WaitSet`): a message (or a loss) to receive, the end of the stream, an open
+    /// stream with nothing new, or no publisher attached yet.
+    pub(crate) fn news_for(&self, position: u64) -> News {
+        let p = &*self.ctl.publisher;
+        // SYNC: Acquire pairs with the Release store of `state` (close, attach); the tail's
+        // Acquire with `publish_words`.
+        let state = p.state.load(Acquire);
+        if p.tail.load(Acquire) != position {
+            return News::Message;
+        }
+        match state {
+            OPEN => News::Nothing,
+            CLOSED => News::Ended,
+            _ => News::NoPublisher,
+        }
+    }
+
     /// Tells a publisher waiting for subscribers (`Publisher::wait_for_subscribers`, or a
     /// back-pressure publisher sleeping for space, which re-checks and sleeps again) that
     /// one has just become active: called after the slot's Release store of its state.
@@ -209,5 +227,13 @@ impl Ring<'_> {
     pub(crate) fn copy_payload_quiescent(words: &[AtomicU64], len: usize, out: &mut Vec<u8>) {
         out.resize(len, 0);
         crate::protocol::shared_bytes::load_bytes_quiescent(&words[..len.div_ceil(8)], out);
+    }
+}
+
+impl<'a> Ring<'a> {
+    /// The word a subscriber sleeps on (`notify`), and the count of sleeping subscribers a
+    /// sleeper joins (see 7.8 of LAYOUT.md: announce, then membarrier, then read the word).
+    pub(crate) fn sleep_words(&self) -> (&'a AtomicU32, &'a AtomicU32) {
+        (&self.ctl.publisher.notify, &self.ctl.sub_waiters)
     }
 }

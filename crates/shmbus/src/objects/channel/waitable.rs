@@ -1,0 +1,55 @@
+//! A subscriber as a `WaitSet` sees it: the channel, and the subscriber's position.
+
+use std::sync::Arc;
+
+use super::Channel;
+use crate::protocol::ring::News;
+use crate::sync::{AtomicU32, AtomicU64, Ordering::Relaxed};
+
+/// A subscriber attached to a `WaitSet`: ready when it has something to receive (a
+/// message, a loss to report, the end of the stream), or its publisher died.
+#[derive(Debug)]
+pub(crate) struct SubscriberWaitable {
+    ch: Arc<Channel>,
+    /// The subscriber's cursor, which it stores after every receive.
+    position: Arc<AtomicU64>,
+    /// The publisher's liveness as last probed; `None`: probe at the next look.
+    alive: Option<bool>,
+}
+
+impl SubscriberWaitable {
+    pub(super) fn new(ch: Arc<Channel>, position: Arc<AtomicU64>) -> SubscriberWaitable {
+        SubscriberWaitable {
+            ch,
+            position,
+            alive: None,
+        }
+    }
+
+    /// The word a sleeping subscriber waits on and the count of sleepers it joins; a
+    /// joiner must then call `membarrier` (the publisher may read the count with a plain
+    /// load).
+    pub(crate) fn sleep_words(&self) -> (&AtomicU32, &AtomicU32) {
+        self.ch.ring().sleep_words()
+    }
+
+    /// The channel's name as the operating system knows it (for a close watch).
+    pub(crate) fn os_name(&self) -> &str {
+        self.ch.seg.name().os_name()
+    }
+
+    /// Whether the subscriber has something to receive. `recheck`: the publisher may have
+    /// died since the last look (a close of the channel's file), so probe its lock again.
+    pub(crate) fn ready(&mut self, recheck: bool) -> bool {
+        match self.ch.ring().news_for(self.position.load(Relaxed)) {
+            News::Message | News::Ended => true,
+            News::NoPublisher => false,
+            News::Nothing => {
+                if recheck || self.alive.is_none() {
+                    self.alive = Some(self.ch.publisher_alive());
+                }
+                self.alive == Some(false)
+            }
+        }
+    }
+}

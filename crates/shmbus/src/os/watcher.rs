@@ -1,0 +1,295 @@
+//! One thread per process that turns inotify events on the shared-memory directory into
+//! wake-ups of futex words: how a waiter that sleeps on futexes (a `WaitSet`, in one
+//! `futex_waitv`) also learns that an object appeared, or that a process closed an object's
+//! file (a process that dies closes every file it had open, so this is how a dead publisher
+//! is noticed without probing it periodically).
+//!
+//! A [`Registration`] names a file, what happens to it that matters ([`Interest`]) and a
+//! process-local word: every matching event adds 1 to the word (Release) and wakes its
+//! sleepers. The kernel reports a close a moment before it releases the closer's locks, so
+//! after a close the word is bumped again [`FOLLOW_UPS`] later: a waiter that probed the
+//! lock too early probes again then. These are a few wake-ups after an event, not a period.
+//!
+//! The thread starts with the first registration and then stays (idle in `poll` while
+//! nothing is registered: the directory is watched only while something is). A `fork()`
+//! child, which has no such thread, starts its own at its first registration. Where
+//! inotify is unavailable [`register`] fails and the caller falls back to timed re-checks.
+
+use std::collections::HashMap;
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
+use rustix::io::Errno;
+
+use crate::os::sys::{self, SHM_DIR};
+
+/// Which events of a file bump a registration's word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Interest {
+    /// Created, resized or written (its creator finishing it): it may be openable now.
+    Creation,
+    /// Closed by some process (maybe a lock holder leaving, or dying), or removed.
+    Close,
+}
+
+impl Interest {
+    fn matches(self, mask: ReadFlags) -> bool {
+        let creation =
+            ReadFlags::CREATE | ReadFlags::MOVED_TO | ReadFlags::MODIFY | ReadFlags::ATTRIB;
+        let close = ReadFlags::CLOSE_WRITE
+            | ReadFlags::CLOSE_NOWRITE
+            | ReadFlags::DELETE
+            | ReadFlags::MOVED_FROM;
+        mask.intersects(match self {
+            Interest::Creation => creation,
+            Interest::Close => close,
+        })
+    }
+}
+
+/// After a close, how long after the event the word is bumped again.
+pub(crate) const FOLLOW_UPS: [Duration; 3] = [
+    Duration::from_millis(1),
+    Duration::from_millis(5),
+    Duration::from_millis(25),
+];
+
+/// A registered interest; dropping it ends it.
+#[derive(Debug)]
+pub(crate) struct Registration {
+    shared: &'static Shared,
+    id: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut regs = self.shared.lock();
+        regs.entries.retain(|_, list| {
+            list.retain(|e| e.id != self.id);
+            !list.is_empty()
+        });
+        if regs.entries.is_empty() {
+            if let Some(wd) = regs.wd.take() {
+                let _ = inotify::remove_watch(&self.shared.fd, wd);
+            }
+        }
+    }
+}
+
+/// Adds 1 to `word` (Release) and wakes its sleepers whenever an event of `interest`
+/// happens to `os_name` (`/shmbus.x`) of the shared-memory directory, until the
+/// registration is dropped. Events before this returns are not seen.
+pub(crate) fn register(
+    os_name: &str,
+    interest: Interest,
+    word: Arc<AtomicU32>,
+) -> io::Result<Registration> {
+    let shared = Shared::get()?;
+    let mut regs = shared.lock();
+    if regs.wd.is_none() {
+        let all = WatchFlags::CREATE
+            | WatchFlags::MOVED_TO
+            | WatchFlags::MODIFY
+            | WatchFlags::ATTRIB
+            | WatchFlags::CLOSE_WRITE
+            | WatchFlags::CLOSE_NOWRITE
+            | WatchFlags::DELETE
+            | WatchFlags::MOVED_FROM
+            | WatchFlags::ONLYDIR;
+        regs.wd = Some(inotify::add_watch(&shared.fd, SHM_DIR, all)?);
+    }
+    regs.next_id += 1;
+    let id = regs.next_id;
+    regs.entries
+        .entry(os_name.trim_start_matches('/').as_bytes().to_vec())
+        .or_default()
+        .push(Entry { id, interest, word });
+    Ok(Registration { shared, id })
+}
+
+#[derive(Debug)]
+struct Entry {
+    id: u64,
+    interest: Interest,
+    word: Arc<AtomicU32>,
+}
+
+#[derive(Debug, Default)]
+struct Registrations {
+    /// File name in the directory → what to bump.
+    entries: HashMap<Vec<u8>, Vec<Entry>>,
+    /// The directory's watch, while anything is registered.
+    wd: Option<i32>,
+    next_id: u64,
+}
+
+/// The thread's state: one per process (a fork child makes its own).
+#[derive(Debug)]
+struct Shared {
+    pid: u32,
+    fd: OwnedFd,
+    regs: Mutex<Registrations>,
+}
+
+/// This process's [`Shared`]; null until the first registration.
+static SHARED: AtomicPtr<Shared> = AtomicPtr::new(std::ptr::null_mut());
+
+impl Shared {
+    /// This process's state, starting the thread if this is the first use in this process.
+    #[allow(unsafe_code)]
+    fn get() -> io::Result<&'static Shared> {
+        let me = crate::os::fork::current_pid();
+        let ptr = SHARED.load(Ordering::Acquire);
+        // SAFETY: a non-null pointer was made by `Box::leak` below and is never freed.
+        if let Some(shared) = unsafe { ptr.as_ref() } {
+            if shared.pid == me {
+                return Ok(shared);
+            }
+        }
+        // First use in this process (a fork child leaks its parent's copy: its mutex may
+        // have been held by a thread that does not exist here).
+        if testing_fallback() {
+            return Err(io::Error::other(
+                "inotify disabled by SHMBUS_TEST_NO_INOTIFY",
+            ));
+        }
+        let fd = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK)?;
+        let fresh: &'static Shared = Box::leak(Box::new(Shared {
+            pid: me,
+            fd,
+            regs: Mutex::new(Registrations::default()),
+        }));
+        match SHARED.compare_exchange(
+            ptr,
+            (fresh as *const Shared).cast_mut(),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => {
+                std::thread::Builder::new()
+                    .name("shmbus-watcher".into())
+                    .spawn(move || fresh.run())?;
+                Ok(fresh)
+            }
+            // Another thread won the race: use its state (ours leaks, unused: rare).
+            Err(winner) => {
+                // SAFETY: as above.
+                Ok(unsafe { &*winner })
+            }
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Registrations> {
+        self.regs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The thread: waits for events (and for pending follow-ups), bumps words.
+    fn run(&self) {
+        let mut follow_ups: Vec<(Instant, Arc<AtomicU32>)> = Vec::new();
+        let mut buf = [MaybeUninit::<u8>::uninit(); 8192];
+        loop {
+            let now = Instant::now();
+            follow_ups.retain(|(at, word)| {
+                if *at <= now {
+                    bump(word);
+                    false
+                } else {
+                    true
+                }
+            });
+            let timeout = follow_ups.iter().map(|(at, _)| *at).min().map(|at| {
+                let d = at.saturating_duration_since(Instant::now());
+                Timespec {
+                    tv_sec: d.as_secs() as i64,
+                    tv_nsec: i64::from(d.subsec_nanos()),
+                }
+            });
+            let mut fds = [PollFd::new(&self.fd, PollFlags::IN)];
+            match poll(&mut fds, timeout.as_ref()) {
+                Ok(_) | Err(Errno::INTR) => {}
+                // Nothing sensible to do: stop serving (waiters fall back to their timeouts).
+                Err(_) => return,
+            }
+            let mut reader = inotify::Reader::new(&self.fd, &mut buf);
+            loop {
+                let event = match reader.next() {
+                    Ok(event) => event,
+                    Err(Errno::INTR) => continue,
+                    Err(_) => break, // EAGAIN: drained
+                };
+                let mask = event.events();
+                let regs = self.lock();
+                if mask.contains(ReadFlags::QUEUE_OVERFLOW) {
+                    // Events were lost: everyone looks again.
+                    for entry in regs.entries.values().flatten() {
+                        bump(&entry.word);
+                    }
+                    continue;
+                }
+                let Some(name) = event.file_name() else {
+                    continue;
+                };
+                let Some(list) = regs.entries.get(name.to_bytes()) else {
+                    continue;
+                };
+                for entry in list.iter().filter(|e| e.interest.matches(mask)) {
+                    bump(&entry.word);
+                    if entry.interest == Interest::Close {
+                        let at = Instant::now();
+                        follow_ups.extend(FOLLOW_UPS.iter().map(|d| (at + *d, entry.word.clone())));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds 1 to `word` and wakes whoever sleeps on it.
+fn bump(word: &AtomicU32) {
+    word.fetch_add(1, Ordering::Release);
+    sys::futex_wake(word, u32::MAX);
+}
+
+/// Whether tests asked for the fallback (`SHMBUS_TEST_NO_INOTIFY=1`).
+fn testing_fallback() -> bool {
+    std::env::var_os("SHMBUS_TEST_NO_INOTIFY").is_some_and(|v| v == "1")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wait_for_bump(word: &AtomicU32, from: u32) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while word.load(Ordering::Acquire) == from {
+            assert!(Instant::now() < deadline, "no bump within 10 s");
+            sys::futex_wait(word, from, Some(Duration::from_millis(100)));
+        }
+    }
+
+    #[test]
+    fn creation_and_close_bump_their_words() {
+        let name = format!("/shmbus-watcher-test.{}", std::process::id());
+        let path = format!("{SHM_DIR}{name}");
+        let created = Arc::new(AtomicU32::new(0));
+        let closed = Arc::new(AtomicU32::new(0));
+        let a = register(&name, Interest::Creation, created.clone()).unwrap();
+        let b = register(&name, Interest::Close, closed.clone()).unwrap();
+        let file = std::fs::File::create(&path).unwrap();
+        wait_for_bump(&created, 0);
+        let before = closed.load(Ordering::Acquire);
+        drop(file);
+        wait_for_bump(&closed, before);
+        // The follow-ups come too.
+        let after = closed.load(Ordering::Acquire);
+        wait_for_bump(&closed, after);
+        drop((a, b));
+        std::fs::remove_file(path).unwrap();
+    }
+}
