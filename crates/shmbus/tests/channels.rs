@@ -87,6 +87,12 @@ fn child_entry() {
             }
         }
         // Subscribes and never reads (until killed).
+        // Publishes nothing on channel `arg` (creating it), says ready, sleeps.
+        "stall-publisher" => {
+            let _publisher = Publisher::create(&arg, ChannelConfig::default()).unwrap();
+            println!("ready");
+            std::thread::sleep(Duration::from_secs(60));
+        }
         "stall" => {
             let _sub = Subscriber::open(&arg).unwrap();
             println!("ready");
@@ -124,6 +130,12 @@ fn child_entry() {
                     Err(e) => panic!("{e}"),
                 }
             }
+        }
+        // The two kill -9 tests, in a process where the environment forces a fallback.
+        "kill-tests" => {
+            killed_publisher_is_reported_to_blocked_subscribers();
+            killed_subscriber_stops_holding_back_the_publisher();
+            peers_killed_while_the_other_side_sleeps();
         }
         other => panic!("unknown role {other}"),
     }
@@ -561,4 +573,57 @@ fn borrowed_receive_without_waiting() {
         sub.try_recv_ref(),
         Err(Error::Disconnected { .. })
     ));
+}
+
+/// A dead peer is noticed through inotify (its files close) and a futex_waitv; without
+/// either, by probing after naps with no news, as before: both still pass the kill tests.
+#[test]
+fn killed_peers_are_noticed_without_inotify_or_futex_waitv() {
+    for env in [
+        ("SHMBUS_TEST_NO_INOTIFY", "1"),
+        ("SHMBUS_TEST_NO_WAITV", "1"),
+    ] {
+        let ns = Ns::new("chan-fallback");
+        let child = ns.child_env("kill-tests", "", &[env]);
+        common::succeeded(child);
+    }
+}
+
+/// The kill comes while the other side sleeps in a blocking call (the tests above kill
+/// first, then call): a subscriber in `recv`, a back-pressure publisher in `send`.
+#[test]
+fn peers_killed_while_the_other_side_sleeps() {
+    fn kill_later(mut child: std::process::Child) -> std::thread::JoinHandle<Instant> {
+        std::thread::spawn(move || {
+            // Not a multiple of the 20 ms naps of the fallbacks: what they print is then
+            // how long a nap-and-probe took to notice.
+            std::thread::sleep(Duration::from_millis(110));
+            child.kill().unwrap();
+            child.wait().unwrap();
+            Instant::now()
+        })
+    }
+    let ns = Ns::new("chan-sleeping");
+    // A subscriber blocked in recv on a publisher that sends nothing, then dies.
+    let mut child = ns.child("stall-publisher", "quiet");
+    wait_ready(&mut child);
+    let mut sub = Subscriber::open_with("quiet", &ns.opts()).unwrap();
+    let killer = kill_later(child);
+    let err = sub.recv_timeout(Duration::from_secs(30)).unwrap_err();
+    let took = killer.join().unwrap().elapsed();
+    assert!(matches!(err, Error::PublisherGone { .. }), "{err}");
+    println!("a sleeping subscriber heard of the death {took:?} after it");
+    // A back-pressure publisher blocked on a full ring whose only subscriber dies.
+    let mut publisher = Publisher::create_with("full", bp(1024), &ns.opts()).unwrap();
+    let mut child = ns.child("stall", "full");
+    wait_ready(&mut child);
+    wait_for(|| publisher.subscriber_count() == 1);
+    while publisher.try_send(&[7; 100]).is_ok() {}
+    let killer = kill_later(child);
+    publisher
+        .send_timeout(&[8; 100], Duration::from_secs(30))
+        .unwrap();
+    let took = killer.join().unwrap().elapsed();
+    println!("a sleeping publisher went on {took:?} after the death");
+    assert_eq!(publisher.subscriber_count(), 0);
 }

@@ -28,6 +28,7 @@ use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
 use rustix::io::Errno;
 
 use crate::os::sys::{self, SHM_DIR};
+use crate::os::wait::Deadline;
 
 /// Which events of a file bump a registration's word.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +61,9 @@ pub(crate) const FOLLOW_UPS: [Duration; 3] = [
     Duration::from_millis(25),
 ];
 
+/// How long the directory stays watched after the last registration ends.
+const IDLE: Duration = Duration::from_secs(1);
+
 /// A registered interest; dropping it ends it.
 #[derive(Debug)]
 pub(crate) struct Registration {
@@ -75,9 +79,9 @@ impl Drop for Registration {
             !list.is_empty()
         });
         if regs.entries.is_empty() {
-            if let Some(wd) = regs.wd.take() {
-                let _ = inotify::remove_watch(&self.shared.fd, wd);
-            }
+            // The thread removes the directory's watch after [`IDLE`] with nothing
+            // registered: a waiter that registers for every sleep adds no system call.
+            regs.idle_since = Some(Instant::now());
         }
     }
 }
@@ -104,6 +108,7 @@ pub(crate) fn register(
             | WatchFlags::ONLYDIR;
         regs.wd = Some(inotify::add_watch(&shared.fd, SHM_DIR, all)?);
     }
+    regs.idle_since = None;
     regs.next_id += 1;
     let id = regs.next_id;
     regs.entries
@@ -124,8 +129,10 @@ struct Entry {
 struct Registrations {
     /// File name in the directory → what to bump.
     entries: HashMap<Vec<u8>, Vec<Entry>>,
-    /// The directory's watch, while anything is registered.
+    /// The directory's watch, while anything is registered (and [`IDLE`] after).
     wd: Option<i32>,
+    /// Since when nothing is registered.
+    idle_since: Option<Instant>,
     next_id: u64,
 }
 
@@ -203,13 +210,31 @@ impl Shared {
                     true
                 }
             });
-            let timeout = follow_ups.iter().map(|(at, _)| *at).min().map(|at| {
-                let d = at.saturating_duration_since(Instant::now());
-                Timespec {
-                    tv_sec: d.as_secs() as i64,
-                    tv_nsec: i64::from(d.subsec_nanos()),
+            let idle_end = {
+                let mut regs = self.lock();
+                match (regs.idle_since, regs.wd) {
+                    (Some(since), Some(wd)) if since.elapsed() >= IDLE => {
+                        let _ = inotify::remove_watch(&self.fd, wd);
+                        regs.wd = None;
+                        regs.idle_since = None;
+                        None
+                    }
+                    (Some(since), Some(_)) => Some(since + IDLE),
+                    _ => None,
                 }
-            });
+            };
+            let timeout = follow_ups
+                .iter()
+                .map(|(at, _)| *at)
+                .chain(idle_end)
+                .min()
+                .map(|at| {
+                    let d = at.saturating_duration_since(Instant::now());
+                    Timespec {
+                        tv_sec: d.as_secs() as i64,
+                        tv_nsec: i64::from(d.subsec_nanos()),
+                    }
+                });
             let mut fds = [PollFd::new(&self.fd, PollFlags::IN)];
             match poll(&mut fds, timeout.as_ref()) {
                 Ok(_) | Err(Errno::INTR) => {}
@@ -247,6 +272,61 @@ impl Shared {
                 }
             }
         }
+    }
+}
+
+/// For a waiter that sleeps on one futex word and must also notice a process closing an
+/// object's file (a dead publisher, a dead subscriber): it sleeps on that word and on a
+/// word of its own, which the watcher bumps on a close, in one `futex_waitv`. Where that
+/// cannot be (no inotify, no `futex_waitv`, or loom), it naps instead, as waits did before.
+#[derive(Debug)]
+pub(crate) struct CloseWatch {
+    word: Arc<AtomicU32>,
+    seen: u32,
+    reg: Option<Registration>,
+}
+
+impl CloseWatch {
+    /// Watches `os_name` (`/shmbus.x`) for closes from now on.
+    pub(crate) fn new(os_name: &str) -> CloseWatch {
+        let word = Arc::new(AtomicU32::new(0));
+        let reg = if cfg!(loom) {
+            None
+        } else {
+            register(os_name, Interest::Close, word.clone()).ok()
+        };
+        CloseWatch { word, seen: 0, reg }
+    }
+
+    /// Whether a close (or a follow-up after one) came since the last call.
+    pub(crate) fn closed_since(&mut self) -> bool {
+        // SYNC: Acquire pairs with the watcher's Release bump.
+        let now = self.word.load(Ordering::Acquire);
+        let changed = now != self.seen;
+        self.seen = now;
+        changed
+    }
+
+    /// Sleeps while `*word == expected`, until a wake, a close, or `deadline`. Returns
+    /// `true` when it could not watch for closes and napped at most `nap` instead (the
+    /// caller then probes liveness after a nap with no news, as before).
+    pub(crate) fn sleep(
+        &self,
+        word: &crate::sync::AtomicU32,
+        expected: u32,
+        deadline: Deadline,
+        nap: Duration,
+    ) -> bool {
+        #[cfg(not(loom))]
+        if self.reg.is_some() {
+            let pair = [(word, expected), (&*self.word, self.seen)];
+            if crate::os::wait::futex_wait_any(&pair, deadline).is_ok() {
+                return false;
+            }
+        }
+        let nap = deadline.remaining().map_or(nap, |d| d.min(nap));
+        crate::os::wait::futex_wait(word, expected, Some(nap));
+        true
     }
 }
 

@@ -6,6 +6,7 @@ use super::{active_subscribers, Channel, ChannelConfig, CONTROL, LIVENESS_PERIOD
 use crate::error::{Error, Result};
 use crate::os::sys;
 use crate::os::wait::{futex_wait, spin_until, Deadline};
+use crate::os::watcher::CloseWatch;
 use crate::protocol::ring::{self, PubState, Reserved, RingControl};
 use crate::segment::options::Options;
 use crate::sync::{fence, AtomicU64, Ordering::*};
@@ -272,8 +273,22 @@ impl Publisher {
         }) {
             return Ok(reserved.expect("spin_until saw it"));
         }
+        // A subscriber that dies closes the channel's file: the watch wakes us for that, and
+        // only then are dead subscribers' slots freed (without the watch, after every nap).
+        let mut closes = CloseWatch::new(self.ch.seg.name().os_name());
+        // Once now: a subscriber may have died before the watch began.
+        let mut force = true;
         loop {
-            {
+            if force {
+                self.last_reclaim = Instant::now()
+                    .checked_sub(LIVENESS_PERIOD)
+                    .unwrap_or(self.last_reclaim);
+                self.reclaim_dead();
+                if let Some(r) = self.ch.ring().reserve(&mut self.st, len) {
+                    return Ok(r);
+                }
+            }
+            let blind = {
                 let ctl = self.ch.seg.at::<RingControl>(CONTROL);
                 ctl.pub_wait.waiting.store(1, Relaxed);
                 // SYNC: Dekker with `Ring::release` (cursor store, fence, load of `waiting`).
@@ -283,13 +298,15 @@ impl Publisher {
                     ctl.pub_wait.waiting.store(0, Relaxed);
                     return Ok(r);
                 }
-                let nap = deadline
-                    .remaining()
-                    .map_or(LIVENESS_PERIOD, |d| d.min(LIVENESS_PERIOD));
-                futex_wait(&ctl.pub_wait.space, space, Some(nap));
+                let blind = closes.sleep(&ctl.pub_wait.space, space, deadline, LIVENESS_PERIOD);
                 ctl.pub_wait.waiting.store(0, Relaxed);
+                blind
+            };
+            // A subscriber may have just died: look now, not at the next period.
+            force = closes.closed_since();
+            if blind && !force {
+                self.reclaim_dead();
             }
-            self.reclaim_dead();
             if let Some(r) = self.ch.ring().reserve(&mut self.st, len) {
                 return Ok(r);
             }

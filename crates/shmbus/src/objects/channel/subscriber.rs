@@ -10,7 +10,8 @@ use crate::error::{Error, Result};
 use crate::objects::handler::{call_handler, HandlerGuard, HandlerStats};
 use crate::os::sys;
 use crate::os::wait::Stopper;
-use crate::os::wait::{futex_wait, spin_until, Deadline};
+use crate::os::wait::{spin_until, Deadline};
+use crate::os::watcher::CloseWatch;
 use crate::protocol::ring::{self, Next, Ring, RingControl, SubState};
 use crate::segment::liveness::claim_slot;
 use crate::segment::options::Options;
@@ -476,8 +477,11 @@ impl Subscriber {
         // Always, not only when `asym` is set: a publisher attaching right now may have set
         // it without our seeing it yet. Costs a syscall per sleep, never per message.
         sys::membarrier_global();
-        // Probe the publisher's liveness (a syscall) only after a nap with no news.
-        let mut probe = false;
+        // A publisher that dies closes the channel's file: the watch wakes us for that, and
+        // we probe its liveness (a syscall) then, and once now (it may have died before the
+        // watch began). Without the watch, after each nap with no news, as before.
+        let mut closes = CloseWatch::new(ch.seg.name().os_name());
+        let mut probe = true;
         let result = loop {
             let notify = ctl.publisher.notify.load(Acquire);
             match self.poll_limited(limit, sink, release) {
@@ -511,14 +515,12 @@ impl Subscriber {
             if stop.is_some_and(Stopper::enter_wait) {
                 break Err(Error::Timeout);
             }
-            let nap = deadline
-                .remaining()
-                .map_or(LIVENESS_PERIOD, |d| d.min(LIVENESS_PERIOD));
-            futex_wait(&ctl.publisher.notify, notify, Some(nap));
+            let blind = closes.sleep(&ctl.publisher.notify, notify, deadline, LIVENESS_PERIOD);
             if let Some(stop) = stop {
                 stop.leave_wait();
             }
-            probe = ctl.publisher.notify.load(Acquire) == notify;
+            probe =
+                closes.closed_since() || (blind && ctl.publisher.notify.load(Acquire) == notify);
         };
         ctl.sub_waiters.fetch_sub(1, AcqRel);
         result
