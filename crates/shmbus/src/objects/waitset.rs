@@ -127,6 +127,8 @@ pub struct WaitSet {
     /// Whether some registration with the watcher failed (no inotify): look again every
     /// [`LIVENESS_PERIOD`].
     unwatched: bool,
+    /// Whether this wait's `membarrier` failed: look again every [`LIVENESS_PERIOD`].
+    unfenced: bool,
 }
 
 impl Default for WaitSet {
@@ -151,6 +153,7 @@ impl WaitSet {
             watch: Arc::new(std::sync::atomic::AtomicU32::new(0)),
             watch_seen: 0,
             unwatched: false,
+            unfenced: false,
         }
     }
 
@@ -280,9 +283,9 @@ impl WaitSet {
                 fence |= matches!(source, Source::Subscriber { .. });
             }
         }
-        if fence {
-            sys::membarrier_global();
-        }
+        // Without the fence a publisher may not see us: then look again every
+        // `LIVENESS_PERIOD` (as without inotify).
+        self.unfenced = fence && !sys::membarrier_global();
         let result = self.wait_joined(deadline);
         for source in self.sources.iter().flatten() {
             if let Some((_, sleepers)) = source.words() {
@@ -297,7 +300,7 @@ impl WaitSet {
         loop {
             // SYNC: Acquire pairs with the watcher's Release bump.
             let watch = self.watch.load(std::sync::atomic::Ordering::Acquire);
-            let recheck = first || watch != self.watch_seen || self.unwatched;
+            let recheck = first || watch != self.watch_seen || self.unwatched || self.unfenced;
             self.watch_seen = watch;
             first = false;
             // Every word as it is before the looks: a change after them ends the sleep.
@@ -323,7 +326,7 @@ impl WaitSet {
             if !ready.is_empty() || deadline.expired() {
                 return Ok(ready);
             }
-            if self.unwatched && self.needs_watch() {
+            if (self.unwatched && self.needs_watch()) || self.unfenced {
                 let recheck_at = now + LIVENESS_PERIOD;
                 wake_at = Some(wake_at.map_or(recheck_at, |t| t.min(recheck_at)));
             }

@@ -413,10 +413,12 @@ pub(crate) fn membarrier_register() -> bool {
 }
 
 /// `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`: every running thread of every registered
-/// process executes a full memory barrier before this returns.
-pub(crate) fn membarrier_global() {
+/// process executes a full memory barrier before this returns. `false` when the kernel (or
+/// a seccomp filter) refused: then a publisher that relies on it may miss this sleeper, so
+/// the sleeper must not sleep unboundedly.
+pub(crate) fn membarrier_global() -> bool {
     use rustix::thread::{membarrier, MembarrierCommand};
-    let _ = membarrier(MembarrierCommand::GlobalExpedited);
+    membarrier(MembarrierCommand::GlobalExpedited).is_ok()
 }
 
 fn ofd_lock_struct(byte: u64, kind: libc::c_short) -> libc::flock {

@@ -298,6 +298,16 @@ impl CloseWatch {
         CloseWatch { word, seen: 0, reg }
     }
 
+    /// A watch that watches nothing: its sleeps are naps (for a sleeper that cannot
+    /// trust its wake-up to come, as when `membarrier` failed).
+    pub(crate) fn blind() -> CloseWatch {
+        CloseWatch {
+            word: Arc::new(AtomicU32::new(0)),
+            seen: 0,
+            reg: None,
+        }
+    }
+
     /// Whether a close (or a follow-up after one) came since the last call.
     pub(crate) fn closed_since(&mut self) -> bool {
         // SYNC: Acquire pairs with the watcher's Release bump.

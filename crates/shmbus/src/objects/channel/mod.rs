@@ -269,7 +269,8 @@ impl Channel {
         // SYNC: as in the subscriber's sleep: an AcqRel RMW, then the membarrier that fences
         // a publisher which reads `sub_waiters` with a plain load.
         ctl.sub_waiters.fetch_add(1, AcqRel);
-        sys::membarrier_global();
+        // Without the fence a publisher may not see us: then nap (`LIVENESS_PERIOD`).
+        let cap = (!sys::membarrier_global()).then_some(LIVENESS_PERIOD);
         let changed = loop {
             let now = notify.load(Acquire);
             if now != seen {
@@ -278,7 +279,12 @@ impl Channel {
             if deadline.expired() {
                 break false;
             }
-            futex_wait(notify, now, deadline.remaining());
+            let left = deadline.remaining();
+            futex_wait(
+                notify,
+                now,
+                cap.map_or(left, |c| Some(left.map_or(c, |l| l.min(c)))),
+            );
         };
         ctl.sub_waiters.fetch_sub(1, AcqRel);
         changed

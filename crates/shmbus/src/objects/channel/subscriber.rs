@@ -476,11 +476,16 @@ impl Subscriber {
         ctl.sub_waiters.fetch_add(1, AcqRel);
         // Always, not only when `asym` is set: a publisher attaching right now may have set
         // it without our seeing it yet. Costs a syscall per sleep, never per message.
-        sys::membarrier_global();
+        let fenced = sys::membarrier_global();
         // A publisher that dies closes the channel's file: the watch wakes us for that, and
         // we probe its liveness (a syscall) then, and once now (it may have died before the
-        // watch began). Without the watch, after each nap with no news, as before.
-        let mut closes = CloseWatch::new(ch.seg.name().os_name());
+        // watch began). Without the watch, after each nap with no news, as before; and
+        // without the fence, naps too (a publisher that relies on it may not wake us).
+        let mut closes = if fenced {
+            CloseWatch::new(ch.seg.name().os_name())
+        } else {
+            CloseWatch::blind()
+        };
         let mut probe = true;
         let result = loop {
             let notify = ctl.publisher.notify.load(Acquire);
