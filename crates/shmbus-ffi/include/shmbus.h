@@ -19,9 +19,9 @@
  *
  * Threads: shmbus_blackboard, shmbus_keyed_blackboard, shmbus_event, shmbus_segment and
  * (once set up) shmbus_options handles may be used by several threads at once.
- * shmbus_publisher, shmbus_subscriber, shmbus_duplex and shmbus_handler handles are used by
- * one thread at a time (they may move between threads). Receive handlers call their
- * callback on a thread of their own.
+ * shmbus_publisher, shmbus_subscriber, shmbus_duplex, shmbus_handler and shmbus_waitset
+ * handles are used by one thread at a time (they may move between threads). Receive
+ * handlers call their callback on a thread of their own.
  *
  * fork(): a handle belongs to the process that made it. In a fork() child, calls that
  * touch the shared object fail with SHMBUS_ERR_FOREIGN_PROCESS, and close frees memory
@@ -45,6 +45,7 @@ typedef struct shmbus_options shmbus_options;
 typedef struct shmbus_publisher shmbus_publisher;
 typedef struct shmbus_segment shmbus_segment;
 typedef struct shmbus_subscriber shmbus_subscriber;
+typedef struct shmbus_waitset shmbus_waitset;
 
 
 // `shmbus_channel_config.mode`: a slow subscriber loses messages, and is told how many.
@@ -667,6 +668,56 @@ const char *shmbus_last_error(void);
 // The name of a status code (`"SHMBUS_ERR_TIMEOUT"`, ...), or `"SHMBUS_ERR_UNKNOWN"`. The
 // string is static.
 const char *shmbus_status_name(int status);
+
+// A new, empty wait set.
+int shmbus_waitset_create(shmbus_waitset **out);
+
+// Closes the wait set (NULL is ignored). The objects attached to it stay open.
+void shmbus_waitset_close(shmbus_waitset *ws);
+
+// Attaches a subscriber: ready when it has a message (or a loss, or the end of the
+// stream) to receive, or its publisher died. The subscriber stays usable as before.
+int shmbus_waitset_attach_subscriber(shmbus_waitset *ws, const shmbus_subscriber *s, uint64_t *key);
+
+// Attaches an event: ready while set (manual reset), or once per release the set took
+// for the caller (auto reset: the wait consumes it, as a successful `shmbus_event_wait`).
+int shmbus_waitset_attach_event(shmbus_waitset *ws, const shmbus_event *e, uint64_t *key);
+
+// Attaches a blackboard: ready once per version newer than the last reported (the first:
+// newer than the version when attached).
+int shmbus_waitset_attach_blackboard(shmbus_waitset *ws, const shmbus_blackboard *b, uint64_t *key);
+
+// Attaches key `name` of a keyed blackboard, as `shmbus_waitset_attach_blackboard`
+// (`SHMBUS_ERR_UNKNOWN_KEY` when the board has no such key).
+int shmbus_waitset_attach_keyed_key(shmbus_waitset *ws,
+                                    const shmbus_keyed_blackboard *b,
+                                    const char *name,
+                                    uint64_t *key);
+
+// Attaches a timer: ready every `period_ns` nanoseconds (> 0) from now; periods missed
+// while nobody waited are skipped.
+int shmbus_waitset_attach_timer(shmbus_waitset *ws, int64_t period_ns, uint64_t *key);
+
+// Attaches the appearance of object `name` (in the options' namespace, owned by a user
+// they accept; NULL: the defaults): ready once, when it exists and is finished.
+int shmbus_waitset_attach_appearance(shmbus_waitset *ws,
+                                     const char *name,
+                                     const shmbus_options *opts,
+                                     uint64_t *key);
+
+// Detaches `key`; `SHMBUS_ERR_INVALID` if it is not attached.
+int shmbus_waitset_detach(shmbus_waitset *ws, uint64_t key);
+
+// Waits until at least one attachment is ready, at most `timeout_ns` nanoseconds (`< 0`
+// as long as it takes, 0 not at all). Stores up to `cap` ready keys in `ready` and their
+// number in `*count`: `SHMBUS_OK` with `*count >= 1`, or `SHMBUS_ERR_TIMEOUT` with
+// `*count == 0`. Ready keys beyond `cap` are kept and returned first by the next wait
+// (which then does not sleep).
+int shmbus_waitset_wait(shmbus_waitset *ws,
+                        int64_t timeout_ns,
+                        uint64_t *ready,
+                        size_t cap,
+                        size_t *count);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -287,6 +287,35 @@ pub(crate) unsafe fn bytes<'a>(p: *const c_void, len: usize, func: &str) -> Resu
     Ok(unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len) })
 }
 
+/// An out-array of `len` values of type `T`.
+///
+/// # Safety
+///
+/// `p` is NULL or valid for writes of `len` values that nothing else accesses during the call.
+pub(crate) unsafe fn slice_mut<'a, T>(
+    p: *mut T,
+    len: usize,
+    func: &str,
+    what: &str,
+) -> Result<&'a mut [T], Fail> {
+    if len == 0 {
+        return Ok(&mut []);
+    }
+    if p.is_null() || !p.is_aligned() {
+        return Err(Fail::invalid(format!(
+            "{func}: `{what}` must point to room for {len} values (it is {p:p})"
+        )));
+    }
+    if len > isize::MAX as usize / std::mem::size_of::<T>().max(1) {
+        return Err(Fail::invalid(format!(
+            "{func}: room for {len} values is impossible"
+        )));
+    }
+    // SAFETY: non-null, aligned, and `len` values fit in isize::MAX bytes (checked); valid
+    // for writes of `len` values per the caller's contract.
+    Ok(unsafe { std::slice::from_raw_parts_mut(p, len) })
+}
+
 /// A byte buffer to write into: `cap` bytes at `p` (NULL only when `cap` is 0).
 ///
 /// # Safety

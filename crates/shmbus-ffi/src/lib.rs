@@ -29,6 +29,7 @@ mod keyed_blackboard;
 mod options;
 mod segment;
 mod status;
+mod waitset;
 
 pub use blackboard::*;
 pub use channel::*;

@@ -742,6 +742,99 @@ static void test_waiting_for_others(void) {
     shmbus_options_close(o);
 }
 
+/* Feeds the wait set test: a message, a board write, an event, a key, 20 ms apart. */
+static void *feed_waitset(void *arg) {
+    shmbus_publisher *p = arg; /* handed over: only this thread uses it now */
+    usleep(20000);
+    shmbus_publisher_send(p, "m", 1);
+    usleep(20000);
+    shmbus_blackboard *b = NULL;
+    if (shmbus_blackboard_open("c.ws.board", &b) != SHMBUS_OK) return (void *)2;
+    shmbus_blackboard_write(b, "v", 1);
+    usleep(20000);
+    shmbus_event *e = NULL;
+    if (shmbus_event_open("c.ws.go", &e) != SHMBUS_OK) return (void *)3;
+    shmbus_event_set(e);
+    shmbus_blackboard *late = NULL;
+    if (shmbus_blackboard_create("c.ws.late", 8, &late) != SHMBUS_OK) return (void *)4;
+    usleep(200000); /* keep it while the waiter sees it */
+    shmbus_blackboard_close(late);
+    shmbus_event_close(e);
+    shmbus_blackboard_close(b);
+    return NULL;
+}
+
+static void test_waitset(void) {
+    shmbus_waitset *ws = NULL;
+    OK(shmbus_waitset_create(&ws));
+    uint64_t k_sub, k_board, k_go, k_key, k_other, k_timer, k_late, spare;
+    shmbus_channel_config cfg;
+    shmbus_channel_config_default(&cfg);
+    shmbus_subscriber *s = NULL;
+    shmbus_blackboard *b = NULL;
+    shmbus_event *go = NULL;
+    shmbus_keyed_blackboard *kb = NULL;
+    shmbus_publisher *holder = NULL;
+    OK(shmbus_publisher_create("c.ws.chan", &cfg, &holder));
+    OK(shmbus_subscriber_open("c.ws.chan", &s));
+    OK(shmbus_blackboard_create("c.ws.board", 8, &b));
+    OK(shmbus_event_create("c.ws.go", 1, &go));
+    const char *keys[] = {"k", "other"};
+    OK(shmbus_keyed_blackboard_create("c.ws.keyed", keys, 2, 8, &kb));
+    OK(shmbus_waitset_attach_subscriber(ws, s, &k_sub));
+    OK(shmbus_waitset_attach_blackboard(ws, b, &k_board));
+    OK(shmbus_waitset_attach_event(ws, go, &k_go));
+    OK(shmbus_waitset_attach_keyed_key(ws, kb, "k", &k_key));
+    OK(shmbus_waitset_attach_keyed_key(ws, kb, "other", &k_other));
+    OK(shmbus_waitset_attach_timer(ws, 3600000000000LL, &k_timer));
+    OK(shmbus_waitset_attach_appearance(ws, "c.ws.late", NULL, &k_late));
+    EXPECT(SHMBUS_ERR_UNKNOWN_KEY, shmbus_waitset_attach_keyed_key(ws, kb, "nope", &spare));
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_waitset_attach_timer(ws, 0, &spare));
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_waitset_attach_subscriber(ws, NULL, &spare));
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_waitset_attach_event(ws, (shmbus_event *)b, &spare));
+    uint64_t ready[8];
+    size_t n = 0;
+    EXPECT(SHMBUS_ERR_TIMEOUT, shmbus_waitset_wait(ws, 0, ready, 8, &n));
+    CHECK(n == 0);
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_waitset_wait(ws, 0, ready, 0, &n));
+    OK(shmbus_keyed_blackboard_write(kb, "k", "x", 1));
+    pthread_t t;
+    pthread_create(&t, NULL, feed_waitset, holder);
+    int seen_sub = 0, seen_board = 0, seen_go = 0, seen_key = 0, seen_late = 0, seen_wrong = 0;
+    for (int round = 0; round < 100 && !(seen_sub && seen_board && seen_go && seen_key && seen_late); round++) {
+        /* Room for one key at a time: the others wait for the next call. */
+        if (shmbus_waitset_wait(ws, 10000000000LL, ready, 1, &n) != SHMBUS_OK) break;
+        CHECK(n == 1);
+        if (ready[0] == k_sub) seen_sub = 1;
+        else if (ready[0] == k_board) seen_board = 1;
+        else if (ready[0] == k_go) seen_go = 1;
+        else if (ready[0] == k_key) seen_key = 1;
+        else if (ready[0] == k_late) seen_late = 1;
+        else seen_wrong = 1;
+        if (ready[0] == k_sub) {
+            char buf[8];
+            size_t len = 0;
+            OK(shmbus_subscriber_recv(s, buf, sizeof buf, &len, 0));
+            CHECK(len == 1 && buf[0] == 'm');
+        }
+    }
+    CHECK(seen_sub && seen_board && seen_go && seen_key && seen_late && !seen_wrong);
+    void *rc = NULL;
+    pthread_join(t, &rc);
+    CHECK(rc == NULL);
+    OK(shmbus_waitset_detach(ws, k_go));
+    EXPECT(SHMBUS_ERR_INVALID, shmbus_waitset_detach(ws, k_go));
+    (void)k_other;
+    (void)k_timer;
+    shmbus_waitset_close(ws);
+    shmbus_waitset_close(NULL);
+    shmbus_keyed_blackboard_close(kb);
+    shmbus_event_close(go);
+    shmbus_blackboard_close(b);
+    shmbus_subscriber_close(s);
+    shmbus_publisher_close(holder);
+}
+
 static void test_segments_and_options(void) {
     shmbus_options *o = NULL;
     OK(shmbus_options_create(&o));
@@ -800,6 +893,7 @@ int main(void) {
     test_handlers();
     test_duplex();
     test_waiting_for_others();
+    test_waitset();
     test_segments_and_options();
     if (failures) {
         fprintf(stderr, "%d failures\n", failures);

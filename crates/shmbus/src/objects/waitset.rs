@@ -43,6 +43,22 @@ use crate::sync::{AtomicU32, Ordering::*};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct WaitKey(usize);
 
+impl WaitKey {
+    /// The key as a number (for bindings and logs): unique among a set's attachments, and
+    /// reused by a later attachment once detached.
+    ///
+    /// ```
+    /// let mut set = shmbus::WaitSet::new();
+    /// let a = set.attach_timer(std::time::Duration::from_secs(1))?;
+    /// let b = set.attach_timer(std::time::Duration::from_secs(2))?;
+    /// assert_ne!(a.index(), b.index());
+    /// # Ok::<(), shmbus::Error>(())
+    /// ```
+    pub fn index(self) -> usize {
+        self.0
+    }
+}
+
 /// What is attached under a key.
 #[derive(Debug)]
 enum Source {

@@ -380,7 +380,14 @@ pub(crate) const FUTEX_WAITV_MAX: usize = 128;
 /// `deadline` as an absolute `CLOCK_MONOTONIC` time. `Instant` is that clock on Linux, but
 /// its value is opaque: the time left is added to the clock read now.
 fn monotonic_timespec(deadline: Instant) -> rustix::time::Timespec {
-    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    // glibc's clock_gettime, not rustix's: rustix reads the vDSO itself, which valgrind
+    // (our C tests run under it) does not provide where rustix looks.
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
     let left = deadline.saturating_duration_since(Instant::now());
     let nanos = now.tv_nsec as u64 + u64::from(left.subsec_nanos());
     rustix::time::Timespec {
