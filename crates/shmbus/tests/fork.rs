@@ -76,6 +76,32 @@ fn child_entry() {
     };
     let me = std::process::id();
     match role.as_str() {
+        // A WaitSet made before a fork: inert in the child (which drops it without touching
+        // the parent's watcher and makes its own), still working in the parent.
+        "waitset-fork" => {
+            let mut publisher = Publisher::create(&arg, bp()).unwrap();
+            let sub = Subscriber::open(&arg).unwrap();
+            let mut set = shmbus::WaitSet::new();
+            let key = set.attach_subscriber(&sub).unwrap();
+            set.attach_appearance("never.there", &Options::new())
+                .unwrap();
+            assert!(set.wait(Some(Duration::ZERO)).unwrap().is_empty());
+            let parent = std::process::id();
+            let pid = fork();
+            if pid == 0 {
+                let ok = foreign(set.wait(Some(Duration::ZERO)), parent);
+                drop(set);
+                let mut own = shmbus::WaitSet::new();
+                let tick = own.attach_timer(Duration::from_millis(1)).unwrap();
+                own.attach_appearance("never.there", &Options::new())
+                    .unwrap();
+                let ticked = own.wait(Some(Duration::from_secs(10))).unwrap() == vec![tick];
+                exit_child(if ok && ticked { 0 } else { 1 });
+            }
+            assert_eq!(wait_child(pid), 0, "the child's checks failed");
+            publisher.send(b"after the fork").unwrap();
+            assert_eq!(set.wait(Some(Duration::from_secs(10))).unwrap(), vec![key]);
+        }
         // Publishes 10 messages with a sleeping fork child alive, then waits to be killed.
         "publisher-with-sleeping-child" => {
             let mut publisher = Publisher::create(&arg, bp()).unwrap();
@@ -258,4 +284,10 @@ fn objects_outlive_a_fork_child_and_nothing_is_left_after_both_exit() {
     assert!(out.contains("objects 3"), "{out}");
     let left = shmbus::list(Some(&ns.0)).unwrap();
     assert!(left.is_empty(), "left in /dev/shm: {left:?}");
+}
+
+#[test]
+fn a_waitset_is_inert_in_a_fork_child_and_keeps_working_in_the_parent() {
+    let ns = Ns::new("fork-ws");
+    succeeded(ns.child("waitset-fork", "chan"));
 }

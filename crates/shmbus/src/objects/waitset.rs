@@ -145,6 +145,8 @@ pub struct WaitSet {
     unwatched: bool,
     /// Whether this wait's `membarrier` failed: look again every [`LIVENESS_PERIOD`].
     unfenced: bool,
+    /// The process that made the set (its watcher registrations live there).
+    owner: u32,
 }
 
 impl Default for WaitSet {
@@ -170,6 +172,7 @@ impl WaitSet {
             watch_seen: 0,
             unwatched: false,
             unfenced: false,
+            owner: crate::os::fork::current_pid(),
         }
     }
 
@@ -287,7 +290,17 @@ impl WaitSet {
 
     /// Waits until at least one attachment is ready, or `timeout` passes (`None`: as long
     /// as it takes); returns the ready keys, in key order (empty after a timeout).
+    ///
+    /// In a `fork()` child the set is inert: [`Error::ForeignProcess`] (make a new set
+    /// there).
     pub fn wait(&mut self, timeout: Option<Duration>) -> Result<Vec<WaitKey>> {
+        if self.owner != crate::os::fork::current_pid() {
+            return Err(Error::ForeignProcess {
+                what: "a WaitSet".to_owned(),
+                owner: self.owner,
+                pid: crate::os::fork::current_pid(),
+            });
+        }
         let deadline = Deadline::after(timeout);
         // Join every object's sleepers for the whole wait (their writers then wake us).
         let mut fence = false;

@@ -73,6 +73,11 @@ pub(crate) struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
+        if self.shared.pid != crate::os::fork::current_pid() {
+            // A fork child's copy: the parent's state, whose lock a thread that does not
+            // exist here may hold. Leave it alone.
+            return;
+        }
         let mut regs = self.shared.lock();
         regs.entries.retain(|_, list| {
             list.retain(|e| e.id != self.id);
