@@ -293,7 +293,7 @@ namespace Shmbus
         /// <summary>The NUL-terminated UTF-8 form of <paramref name="key"/> to pass to the C
         /// API; a key that has none the library would take for it (a NUL inside, which C would
         /// cut the key at, or a lone surrogate) cannot be one of the board's keys.</summary>
-        private byte[] Lookup(string key)
+        internal byte[] Lookup(string key)
         {
             if (key == null) throw new ArgumentNullException("key");
             byte[] k;

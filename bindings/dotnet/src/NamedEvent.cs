@@ -77,7 +77,7 @@ namespace Shmbus
         /// <summary>Closes the event (its creator's close removes it unless persistent).</summary>
         public void Dispose() { handle.Dispose(); }
 
-        private EventHandle Handle
+        internal EventHandle Handle
         {
             get
             {

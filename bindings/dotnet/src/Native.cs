@@ -130,6 +130,19 @@ namespace Shmbus
         // Handlers
         [DllImport(Lib)] internal static extern void shmbus_handler_close(IntPtr h);
 
+        // Wait sets (the attached objects' handles are only borrowed for the call: the set
+        // keeps its own reference to each object's memory)
+        [DllImport(Lib)] internal static extern int shmbus_waitset_create(out WaitSetHandle ws);
+        [DllImport(Lib)] internal static extern void shmbus_waitset_close(IntPtr ws);
+        [DllImport(Lib)] internal static extern int shmbus_waitset_attach_subscriber(WaitSetHandle ws, SubscriberHandle s, out ulong key);
+        [DllImport(Lib)] internal static extern int shmbus_waitset_attach_event(WaitSetHandle ws, EventHandle e, out ulong key);
+        [DllImport(Lib)] internal static extern int shmbus_waitset_attach_blackboard(WaitSetHandle ws, BlackboardHandle b, out ulong key);
+        [DllImport(Lib)] internal static extern int shmbus_waitset_attach_keyed_key(WaitSetHandle ws, KeyedBlackboardHandle b, byte[] name, out ulong key);
+        [DllImport(Lib)] internal static extern int shmbus_waitset_attach_timer(WaitSetHandle ws, long periodNs, out ulong key);
+        [DllImport(Lib)] internal static extern int shmbus_waitset_attach_appearance(WaitSetHandle ws, string name, OptionsHandle opts, out ulong key);
+        [DllImport(Lib)] internal static extern int shmbus_waitset_detach(WaitSetHandle ws, ulong key);
+        [DllImport(Lib)] internal static extern unsafe int shmbus_waitset_wait(WaitSetHandle ws, long timeoutNs, ulong* ready, UIntPtr cap, out UIntPtr count);
+
         /// <summary>A NUL-terminated UTF-8 string owned by the library, as a string.</summary>
         internal static string Utf8(IntPtr p)
         {
@@ -213,5 +226,11 @@ namespace Shmbus
     {
         internal HandlerHandle() : base(true) { }
         protected override bool ReleaseHandle() { Native.shmbus_handler_close(handle); return true; }
+    }
+
+    internal sealed class WaitSetHandle : SafeHandleZeroOrMinusOneIsInvalid
+    {
+        internal WaitSetHandle() : base(true) { }
+        protected override bool ReleaseHandle() { Native.shmbus_waitset_close(handle); return true; }
     }
 }

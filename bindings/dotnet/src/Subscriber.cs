@@ -173,7 +173,7 @@ namespace Shmbus
             handle.Dispose();
         }
 
-        private SubscriberHandle Handle
+        internal SubscriberHandle Handle
         {
             get
             {

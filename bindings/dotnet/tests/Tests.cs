@@ -1236,4 +1236,431 @@ namespace Shmbus.Tests
             }
         }
     }
+
+    public static class WaitSetTests
+    {
+        private static readonly TimeSpan Long = TimeSpan.FromSeconds(10);
+        private static readonly TimeSpan Short = TimeSpan.FromMilliseconds(20);
+
+        /// <summary>The keys a wait returned are exactly <paramref name="expected"/> (in key order).</summary>
+        private static void Keys(ulong[] actual, string what, params ulong[] expected)
+        {
+            Assert.Equal(string.Join(",", expected.OrderBy(k => k)), string.Join(",", actual), what);
+        }
+
+        [Test]
+        public static void WaitSetSubscriberMessagesAndTheEndOfTheStream()
+        {
+            var pub = new Publisher("ws.ch");
+            using (var sub = new Subscriber("ws.ch"))
+            using (var set = new WaitSet())
+            {
+                ulong k = set.AttachSubscriber(sub);
+                Assert.Equal(1, set.Count, "one attachment");
+                Keys(set.Wait(Short), "nothing sent: the timeout passes, an empty array");
+                Keys(set.Wait(TimeSpan.Zero), "a zero timeout only looks");
+                pub.Send(B("one"));
+                Keys(set.Wait(Long), "a message to receive", k);
+                Keys(set.Wait(TimeSpan.Zero), "ready while the message waits", k);
+                Assert.Bytes(B("one"), sub.Receive(TimeSpan.Zero), "the message");
+                Keys(set.Wait(Short), "received: not ready");
+                // A message sent by another thread wakes a wait that has no timeout.
+                var sender = new Thread(() => { Thread.Sleep(50); pub.Send(B("two")); });
+                sender.Start();
+                Keys(set.Wait(), "woken by the other thread's message", k);
+                sender.Join();
+                Assert.Bytes(B("two"), sub.Receive(TimeSpan.Zero), "its message");
+                pub.Dispose();
+                Keys(set.Wait(Long), "the end of the stream is ready too", k);
+                Assert.Throws<ShmbusDisconnectedException>(() => sub.Receive(TimeSpan.Zero), "and a receive says so");
+            }
+        }
+
+        [Test]
+        public static void WaitSetEventsManualAndAutoReset()
+        {
+            using (var m = NamedEvent.Create("ws.manual", manualReset: true))
+            using (var a = NamedEvent.Create("ws.auto"))
+            using (var other = NamedEvent.Open("ws.auto"))
+            using (var set = new WaitSet())
+            {
+                ulong km = set.AttachEvent(m);
+                ulong ka = set.AttachEvent(a);
+                Assert.True(km != ka, "two keys");
+                Keys(set.Wait(Short), "nothing set");
+                m.Set();
+                Keys(set.Wait(Long), "the manual event", km);
+                Keys(set.Wait(TimeSpan.Zero), "ready while set", km);
+                Assert.True(m.IsSet, "the set does not reset a manual event");
+                m.Reset();
+                Keys(set.Wait(Short), "reset: not ready");
+
+                a.Set();
+                Keys(set.Wait(Long), "the auto-reset event", ka);
+                Assert.True(!other.WaitOne(TimeSpan.Zero), "the set took the release for its caller");
+                Keys(set.Wait(Short), "once per release");
+
+                m.Set();
+                a.Set();
+                Keys(set.Wait(Long), "both, in key order", km, ka);
+                m.Reset();
+                var setter = new Thread(() => { Thread.Sleep(50); using (var e = NamedEvent.Open("ws.auto")) e.Set(); });
+                setter.Start();
+                Keys(set.Wait(Long), "set by another thread while waiting", ka);
+                setter.Join();
+            }
+        }
+
+        [Test]
+        public static void WaitSetBlackboardsAndKeysOncePerVersion()
+        {
+            using (var b = Blackboard.Create("ws.board", 64))
+            using (var kb = KeyedBlackboard.Create("ws.robot", new[] { "pose", "battery", "mode" }, 64))
+            using (var set = new WaitSet())
+            {
+                b.Write(B("before"));
+                ulong kBoard = set.AttachBlackboard(b);
+                ulong kPose = set.AttachKey(kb, "pose");
+                Keys(set.Wait(Short), "versions written before attaching are not news");
+                b.Write(B("one"));
+                b.Write(B("two"));
+                Keys(set.Wait(Long), "two writes, one report", kBoard);
+                Keys(set.Wait(Short), "nothing newer since");
+                Assert.Bytes(B("two"), b.Read(), "the board's value");
+
+                kb.Write("battery", B("87%"));
+                Keys(set.Wait(Short), "another key's write does not make the key ready");
+                kb.Write("pose", B("x=1"));
+                Keys(set.Wait(Long), "the key's write does", kPose);
+                Keys(set.Wait(Short), "once per version");
+
+                var writer = new Thread(() => { Thread.Sleep(50); b.Write(B("three")); kb.Write("pose", B("x=2")); });
+                writer.Start();
+                var seen = new HashSet<ulong>();
+                while (seen.Count < 2)
+                    foreach (ulong k in set.Wait(Long)) Assert.True(seen.Add(k), "each reported once");
+                writer.Join();
+                Keys(seen.ToArray(), "both written by another thread", kBoard, kPose);
+
+                // The set keeps its own reference: a reader disposed after attaching is fine.
+                ulong kMode;
+                using (var reader = KeyedBlackboard.Open("ws.robot")) kMode = set.AttachKey(reader, "mode");
+                kb.Write("mode", B("auto"));
+                Keys(set.Wait(Long), "a key attached through a disposed reader", kMode);
+            }
+        }
+
+        [Test]
+        public static void WaitSetTimers()
+        {
+            using (var set = new WaitSet())
+            {
+                var sw = Stopwatch.StartNew();
+                ulong k = set.AttachTimer(TimeSpan.FromMilliseconds(30));
+                Keys(set.Wait(Long), "the first period", k);
+                Assert.True(sw.ElapsedMilliseconds >= 20, "not before its period: " + sw.ElapsedMilliseconds + " ms");
+                for (int i = 0; i < 3; i++) Keys(set.Wait(Long), "every period", k);
+                Assert.True(sw.Elapsed < TimeSpan.FromSeconds(10), "four periods took " + sw.ElapsedMilliseconds + " ms");
+                ulong slow = set.AttachTimer(TimeSpan.FromHours(1));
+                Assert.True(slow != k, "its own key");
+                Keys(set.Wait(Long), "the slow timer is not due", k);
+
+                var e = Assert.Throws<ShmbusException>(() => set.AttachTimer(TimeSpan.Zero), "a zero period");
+                Assert.Equal(Status.Invalid, e.Status, "invalid");
+                Assert.Throws<ArgumentOutOfRangeException>(() => set.AttachTimer(TimeSpan.FromMilliseconds(-1)), "a negative period");
+                Assert.Throws<ArgumentOutOfRangeException>(() => set.AttachTimer(Timeout.InfiniteTimeSpan), "an infinite period");
+                Assert.Equal(2, set.Count, "failed attachments are not counted");
+            }
+        }
+
+        [Test]
+        public static void WaitSetAppearances()
+        {
+            using (var set = new WaitSet())
+            {
+                ulong k = set.AttachAppearance("ws.late");
+                Keys(set.Wait(Short), "nothing there yet");
+                var opened = new ManualResetEvent(false);
+                var creator = new Thread(() =>
+                {
+                    Thread.Sleep(50);
+                    using (var board = Blackboard.Create("ws.late", 64))
+                    {
+                        board.Write(B("late value"));
+                        opened.WaitOne(10000);
+                    }
+                });
+                creator.Start();
+                try
+                {
+                    Keys(set.Wait(Long), "created by another thread", k);
+                    using (var board = Blackboard.Open("ws.late")) Assert.Equal(64, board.Capacity, "it can be opened then");
+                }
+                finally
+                {
+                    opened.Set();
+                    creator.Join();
+                }
+                Keys(set.Wait(Short), "reported once");
+
+                // An object that exists already is ready at the next wait.
+                using (var ev = NamedEvent.Create("ws.there"))
+                {
+                    ulong there = set.AttachAppearance("ws.there");
+                    Keys(set.Wait(TimeSpan.Zero), "already there", there);
+                }
+
+                // In the options' namespace, not the default one.
+                string ns = Environment.GetEnvironmentVariable("SHMBUS_NAMESPACE") + "-other";
+                var elsewhere = new ShmbusOptions { Namespace = ns };
+                ulong other = set.AttachAppearance("ws.elsewhere", elsewhere);
+                using (NamedEvent.Create("ws.elsewhere"))
+                    Keys(set.Wait(Short), "the same name in the default namespace is not it");
+                using (NamedEvent.Create("ws.elsewhere", options: elsewhere))
+                    Keys(set.Wait(Long), "created in the options' namespace", other);
+
+                var e = Assert.Throws<ShmbusException>(() => set.AttachAppearance("no/slashes"), "an invalid name");
+                Assert.Equal(Status.Invalid, e.Status, "invalid");
+                Assert.Throws<ArgumentNullException>(() => set.AttachAppearance(null), "no name");
+            }
+        }
+
+        [Test]
+        public static void WaitSetSourcesInOtherProcesses()
+        {
+            using (var board = Blackboard.Create("ws.cli", 64))
+            using (var ev = NamedEvent.Create("ws.clievent", manualReset: true))
+            using (var set = new WaitSet())
+            {
+                ulong kBoard = set.AttachBlackboard(board);
+                ulong kEvent = set.AttachEvent(ev);
+                ulong kNew = set.AttachAppearance("ws.clinew");
+
+                var w = Start(Cli, "board write ws.cli hello");
+                Keys(set.Wait(Long), "the CLI wrote the board", kBoard);
+                Assert.Equal(0, Wait(w, 10, "shmbus board write"), "exit code: " + w.StandardError.ReadToEnd());
+                Assert.Bytes(B("hello"), board.Read(), "the CLI's value");
+
+                var s = Start(Cli, "event set ws.clievent");
+                Keys(set.Wait(Long), "the CLI set the event", kEvent);
+                Assert.Equal(0, Wait(s, 10, "shmbus event set"), "exit code: " + s.StandardError.ReadToEnd());
+                ev.Reset();
+
+                var c = Start(Cli, "board write ws.clinew fresh");
+                Keys(set.Wait(Long), "the CLI created a board", kNew);
+                Assert.Equal(0, Wait(c, 10, "shmbus board write (new)"), "exit code: " + c.StandardError.ReadToEnd());
+                using (var created = Blackboard.Open("ws.clinew")) Assert.Bytes(B("fresh"), created.Read(), "its value");
+            }
+
+            // A publisher in a child process: its channel appears, its message arrives, and
+            // its death (kill -9, no cleanup) wakes the set.
+            using (var set = new WaitSet())
+            {
+                ulong kChannel = set.AttachAppearance("ws.gone");
+                var child = Child("publisher ws.gone");
+                try
+                {
+                    Keys(set.Wait(TimeSpan.FromSeconds(20)), "the child's channel appeared", kChannel);
+                    using (var sub = new Subscriber("ws.gone"))
+                    {
+                        ulong k = set.AttachSubscriber(sub);
+                        Keys(set.Wait(Long), "the child's message", k);
+                        Assert.Bytes(B("before the crash"), sub.Receive(TimeSpan.Zero), "received");
+                        Keys(set.Wait(Short), "not ready while the publisher lives");
+                        KillHard(child);
+                        Keys(set.Wait(Long), "the publisher's death", k);
+                        Assert.True(!sub.PublisherAlive, "dead");
+                        // A receive that does not wait reports it too (after the set's report),
+                        // so a wait-then-try loop ends; so does one that waits.
+                        byte[] none;
+                        Assert.Throws<ShmbusPublisherGoneException>(() => sub.TryReceive(out none), "a try reports it");
+                        Keys(set.Wait(Short), "still ready: the publisher stays dead", k);
+                        var sw = Stopwatch.StartNew();
+                        Assert.Throws<ShmbusPublisherGoneException>(() => sub.Receive(Long), "which a receive reports");
+                        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(5), "at once: " + sw.ElapsedMilliseconds + " ms");
+                    }
+                }
+                finally
+                {
+                    if (!child.HasExited) child.Kill();
+                }
+            }
+        }
+
+        [Test]
+        public static void WaitSetDetach()
+        {
+            using (var e = NamedEvent.Create("ws.detach", manualReset: true))
+            using (var set = new WaitSet())
+            {
+                e.Set();
+                ulong k1 = set.AttachEvent(e);
+                ulong k2 = set.AttachEvent(e);
+                Keys(set.Wait(Long), "both attachments of the event", k1, k2);
+                set.Detach(k1);
+                Assert.Equal(1, set.Count, "one left");
+                Keys(set.Wait(Long), "the detached key is not reported", k2);
+                var twice = Assert.Throws<ShmbusException>(() => set.Detach(k1), "detaching twice");
+                Assert.Equal(Status.Invalid, twice.Status, "invalid");
+                Assert.Throws<ShmbusException>(() => set.Detach(12345), "a key never attached");
+                Assert.Equal(1, set.Count, "failed detaches change nothing");
+                set.Detach(k2);
+                Keys(set.Wait(Short), "nothing attached: the timeout passes");
+                ulong k3 = set.AttachEvent(e);
+                Keys(set.Wait(Long), "attached again", k3);
+            }
+        }
+
+        [Test]
+        public static void WaitSetErrorsAndDisposedObjects()
+        {
+            var set = new WaitSet();
+            using (var kb = KeyedBlackboard.Create("ws.keys", new[] { "pose", "battery" }, 8))
+            {
+                var u = Assert.Throws<ShmbusUnknownKeyException>(() => set.AttachKey(kb, "speed"), "an unknown key");
+                Assert.Equal("speed", u.Key, "the key asked for");
+                Assert.Equal(Status.UnknownKey, u.Status, "status");
+                Assert.True(u.Message.Contains("speed"), "the message names it: " + u.Message);
+                Assert.Throws<ShmbusUnknownKeyException>(() => set.AttachKey(kb, "po\0se"), "a key no C string can name");
+                Assert.Throws<ArgumentNullException>(() => set.AttachKey(kb, null), "no key");
+            }
+            Assert.Equal(0, set.Count, "nothing attached by the failures");
+            Assert.Throws<InvalidOperationException>(() => set.Wait(), "an empty set would wait forever");
+            Keys(set.Wait(Short), "an empty set waits out its timeout");
+            Assert.Throws<ArgumentOutOfRangeException>(() => set.Wait(TimeSpan.FromSeconds(-1)), "a negative timeout");
+            Assert.Throws<ArgumentNullException>(() => set.AttachSubscriber(null), "no subscriber");
+            Assert.Throws<ArgumentNullException>(() => set.AttachEvent(null), "no event");
+            Assert.Throws<ArgumentNullException>(() => set.AttachBlackboard(null), "no board");
+            Assert.Throws<ArgumentNullException>(() => set.AttachKey(null, "pose"), "no keyed board");
+
+            // Attaching disposed objects.
+            var pub = new Publisher("ws.disposed");
+            var sub = new Subscriber("ws.disposed");
+            sub.Dispose();
+            Assert.Throws<ObjectDisposedException>(() => set.AttachSubscriber(sub), "a disposed subscriber");
+            var ev = NamedEvent.Create("ws.disposed.ev");
+            ev.Dispose();
+            Assert.Throws<ObjectDisposedException>(() => set.AttachEvent(ev), "a disposed event");
+            var b = Blackboard.Create("ws.disposed.b", 8);
+            b.Dispose();
+            Assert.Throws<ObjectDisposedException>(() => set.AttachBlackboard(b), "a disposed blackboard");
+            var kd = KeyedBlackboard.Create("ws.disposed.k", new[] { "pose" }, 8);
+            kd.Dispose();
+            Assert.Throws<ObjectDisposedException>(() => set.AttachKey(kd, "pose"), "a disposed keyed blackboard");
+            Assert.Throws<ObjectDisposedException>(() => set.AttachKey(kd, "speed"), "disposed comes before unknown key");
+            using (var handed = new Subscriber("ws.disposed"))
+            {
+                handed.Received += m => { };
+                Assert.Throws<InvalidOperationException>(() => set.AttachSubscriber(handed), "a subscriber handed to its Received thread");
+            }
+            Assert.Equal(0, set.Count, "still nothing attached");
+
+            // Disposing an object after attaching it is safe: the set keeps its own reference.
+            var late = new Subscriber("ws.disposed");
+            ulong k = set.AttachSubscriber(late);
+            late.Dispose();
+            pub.Send(B("nobody receives this"));
+            Keys(set.Wait(Long), "the disposed subscriber's channel still reports", k);
+            set.Detach(k);
+            pub.Dispose();
+
+            // At most 127 subscribers, events and boards (one futex_waitv); timers do not count.
+            using (var many = NamedEvent.Create("ws.many"))
+            {
+                for (int i = 0; i < 127; i++) set.AttachEvent(many);
+                var full = Assert.Throws<ShmbusException>(() => set.AttachEvent(many), "the 128th object");
+                Assert.Equal(Status.Invalid, full.Status, "invalid");
+                Assert.True(full.Message.Contains("127"), "the message says the limit: " + full.Message);
+                set.AttachTimer(TimeSpan.FromHours(1));
+                Assert.Equal(128, set.Count, "127 events and a timer");
+            }
+
+            // A disposed set.
+            set.Dispose();
+            Assert.Throws<ObjectDisposedException>(() => set.Wait(TimeSpan.Zero), "wait");
+            Assert.Throws<ObjectDisposedException>(() => set.AttachTimer(TimeSpan.FromSeconds(1)), "attach a timer");
+            Assert.Throws<ObjectDisposedException>(() => set.AttachAppearance("x"), "attach an appearance");
+            Assert.Throws<ObjectDisposedException>(() => set.Detach(0), "detach");
+            using (var e2 = NamedEvent.Create("ws.after"))
+                Assert.Throws<ObjectDisposedException>(() => set.AttachEvent(e2), "attach an event");
+            set.Dispose(); // twice is harmless
+        }
+
+        [Test]
+        public static void WaitSetReturnsEveryReadyKeyInOneWait()
+        {
+            // More ready attachments than the set's first buffer holds (16), and than any
+            // one size: 100 event attachments (level-triggered) and 100 timers.
+            var events = Enumerable.Range(0, 5).Select(i => NamedEvent.Create("ws.bulk." + i, manualReset: true)).ToArray();
+            try
+            {
+                using (var set = new WaitSet())
+                {
+                    var eventKeys = new List<ulong>();
+                    var timerKeys = new List<ulong>();
+                    for (int i = 0; i < 100; i++) eventKeys.Add(set.AttachEvent(events[i % events.Length]));
+                    for (int i = 0; i < 100; i++) timerKeys.Add(set.AttachTimer(TimeSpan.FromMilliseconds(1)));
+                    Assert.Equal(200, set.Count, "200 attachments");
+                    Thread.Sleep(20); // every timer is due
+                    var all = eventKeys.Concat(timerKeys).ToArray();
+                    Assert.Equal(200, all.Distinct().Count(), "200 different keys");
+                    Keys(set.Wait(Long), "every timer, no event yet", timerKeys.ToArray());
+                    foreach (var e in events) e.Set();
+                    Thread.Sleep(20);
+                    Keys(set.Wait(Long), "all 200 in one wait", all);
+                    var again = set.Wait(Long);
+                    Assert.Equal(again.Length, again.Distinct().Count(), "each key once");
+                    Assert.True(eventKeys.All(again.Contains), "the events are still set: all reported again");
+                    foreach (ulong k in eventKeys.Take(50)) set.Detach(k);
+                    foreach (ulong k in timerKeys) set.Detach(k);
+                    Keys(set.Wait(Long), "what is left", eventKeys.Skip(50).ToArray());
+                }
+            }
+            finally
+            {
+                foreach (var e in events) e.Dispose();
+            }
+        }
+
+        [Test]
+        public static void WaitSetIsUsedByOneThreadAtATime()
+        {
+            using (var e = NamedEvent.Create("ws.busy"))
+            {
+                var set = new WaitSet();
+                ulong k = set.AttachEvent(e);
+                ulong[] got = null;
+                Exception failed = null;
+                var waiter = new Thread(() =>
+                {
+                    try { got = set.Wait(Long); }
+                    catch (Exception x) { failed = x; }
+                });
+                waiter.Start();
+                // Once the other thread is in its wait, every call here is refused.
+                WaitUntil(() =>
+                {
+                    try { set.Detach(k + 1000); }
+                    catch (InvalidOperationException) { return true; }
+                    catch (ShmbusException) { }
+                    return false;
+                }, "the other thread's wait");
+                Assert.Throws<InvalidOperationException>(() => set.AttachTimer(TimeSpan.FromSeconds(1)), "attach during a wait");
+                Assert.Throws<InvalidOperationException>(() => set.Wait(TimeSpan.Zero), "a second wait");
+                // Dispose may come from here: the close waits for the wait to return. (Give
+                // the other thread time to get from its checks into the library's wait; a
+                // Dispose before that makes its Wait throw ObjectDisposedException instead.)
+                Thread.Sleep(100);
+                set.Dispose();
+                e.Set();
+                Assert.True(waiter.Join(10000), "the wait returned");
+                if (!(failed is ObjectDisposedException))
+                {
+                    Assert.True(failed == null, "the wait failed: " + failed);
+                    Keys(got, "the wait in progress ended normally", k);
+                }
+                Assert.Throws<ObjectDisposedException>(() => set.Wait(TimeSpan.Zero), "disposed afterwards");
+            }
+        }
+    }
 }

@@ -148,6 +148,10 @@ fn a_dead_publisher_is_reported(opts: &Options) {
         child.wait().unwrap();
     });
     assert_eq!(set.wait(LONG).unwrap(), vec![key]);
+    // A receive that does not wait says so too (after the set's report), so a
+    // wait-then-try loop ends instead of spinning on `Empty`.
+    assert!(matches!(sub.try_recv(), Err(Error::PublisherGone { .. })));
+    assert_eq!(set.wait(Some(Duration::ZERO)).unwrap(), vec![key]);
     assert!(matches!(
         sub.recv_timeout(Duration::from_secs(10)),
         Err(Error::PublisherGone { .. })

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::waitable::Mirror;
 use super::{
     Channel, ChannelConfig, Iter, Message, Mode, Sample, CONTROL, LIVENESS_PERIOD, SUBSCRIBER_BYTES,
 };
@@ -42,8 +43,8 @@ pub struct Subscriber {
     released: u64,
     /// Messages lost so far (lossy), as reported by `Error::Lagged`.
     lost: u64,
-    /// Our cursor, for the `WaitSet`s we are attached to (they cannot borrow us).
-    position: Arc<AtomicU64>,
+    /// What we share with the `WaitSet`s we are attached to (they cannot borrow us).
+    mirror: Arc<Mirror>,
 }
 
 impl Subscriber {
@@ -86,7 +87,10 @@ impl Subscriber {
         Ok(Subscriber {
             ch: Arc::new(ch),
             released: st.cursor,
-            position: Arc::new(AtomicU64::new(st.cursor)),
+            mirror: Arc::new(Mirror {
+                position: AtomicU64::new(st.cursor),
+                gone: std::sync::atomic::AtomicBool::new(false),
+            }),
             st,
             slot,
             lost: 0,
@@ -110,7 +114,7 @@ impl Subscriber {
 
     /// What a `WaitSet` keeps of the subscriber.
     pub(crate) fn waitable(&self) -> super::waitable::SubscriberWaitable {
-        super::waitable::SubscriberWaitable::new(self.ch.clone(), self.position.clone())
+        super::waitable::SubscriberWaitable::new(self.ch.clone(), self.mirror.clone())
     }
 
     /// A token that changes when a publisher attaches, commits or closes (for
@@ -342,6 +346,16 @@ impl Subscriber {
                 if closed && self.poll_limited(limit, sink, release)? {
                     return Ok(());
                 }
+                // A WaitSet that found the publisher dead said so: probe it (a syscall, only
+                // then), so that a wait-then-try loop ends instead of spinning on `Empty`.
+                if !closed && self.mirror.gone.swap(false, Relaxed) && !self.ch.publisher_alive() {
+                    if self.poll_limited(limit, sink, release)? {
+                        return Ok(());
+                    }
+                    return Err(Error::PublisherGone {
+                        name: self.ch.name(),
+                    });
+                }
                 return Err(if closed {
                     Error::Disconnected {
                         name: self.ch.name(),
@@ -367,7 +381,7 @@ impl Subscriber {
         self.check_here()?;
         let ring = self.ch.ring();
         let next = ring.try_read_limited(&mut self.st, limit as u64, sink);
-        self.position.store(self.st.cursor, Relaxed);
+        self.mirror.position.store(self.st.cursor, Relaxed);
         match next {
             Ok(Next::Message) => {
                 if release {

@@ -6,22 +6,33 @@ use super::Channel;
 use crate::protocol::ring::News;
 use crate::sync::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
+/// What a subscriber shares with the `WaitSet`s it is attached to.
+#[derive(Debug)]
+pub(crate) struct Mirror {
+    /// The subscriber's cursor, which it stores after every receive.
+    pub position: AtomicU64,
+    /// Set by a set that found the publisher dead: the subscriber's next receive that
+    /// does not wait probes the publisher (it otherwise never does, to stay cheap) and
+    /// reports `PublisherGone`.
+    pub gone: std::sync::atomic::AtomicBool,
+}
+
 /// A subscriber attached to a `WaitSet`: ready when it has something to receive (a
 /// message, a loss to report, the end of the stream), or its publisher died.
 #[derive(Debug)]
 pub(crate) struct SubscriberWaitable {
     ch: Arc<Channel>,
-    /// The subscriber's cursor, which it stores after every receive.
-    position: Arc<AtomicU64>,
+    /// Shared with the subscriber.
+    mirror: Arc<Mirror>,
     /// The publisher's liveness as last probed; `None`: probe at the next look.
     alive: Option<bool>,
 }
 
 impl SubscriberWaitable {
-    pub(super) fn new(ch: Arc<Channel>, position: Arc<AtomicU64>) -> SubscriberWaitable {
+    pub(super) fn new(ch: Arc<Channel>, mirror: Arc<Mirror>) -> SubscriberWaitable {
         SubscriberWaitable {
             ch,
-            position,
+            mirror,
             alive: None,
         }
     }
@@ -41,14 +52,18 @@ impl SubscriberWaitable {
     /// Whether the subscriber has something to receive. `recheck`: the publisher may have
     /// died since the last look (a close of the channel's file), so probe its lock again.
     pub(crate) fn ready(&mut self, recheck: bool) -> bool {
-        match self.ch.ring().news_for(self.position.load(Relaxed)) {
+        match self.ch.ring().news_for(self.mirror.position.load(Relaxed)) {
             News::Message | News::Ended => true,
             News::NoPublisher => false,
             News::Nothing => {
                 if recheck || self.alive.is_none() {
                     self.alive = Some(self.ch.publisher_alive());
                 }
-                self.alive == Some(false)
+                let dead = self.alive == Some(false);
+                if dead {
+                    self.mirror.gone.store(true, Relaxed);
+                }
+                dead
             }
         }
     }
