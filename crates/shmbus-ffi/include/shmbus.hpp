@@ -1914,6 +1914,111 @@ private:
     detail::unique_handle<shmbus_segment, &shmbus_segment_close> h_;
 };
 
+// ---------------------------------------------------------------------------------------
+// Wait set
+// ---------------------------------------------------------------------------------------
+
+/// One thread waiting on many objects at once, in one system call (shmbus_waitset):
+/// subscribers (a message, a loss, the end of the stream, a dead publisher), events (set;
+/// an auto-reset one's release is taken for the caller), blackboards and keys of keyed
+/// ones (once per new version), timers, and objects yet to appear (once). Each attach
+/// returns a key; wait returns the keys of the ready attachments. The objects stay usable
+/// as usual (and may be closed: the set keeps what it needs). Use it from one thread at a
+/// time.
+class waitset {
+public:
+    /// A new, empty set.
+    static waitset create() {
+        shmbus_waitset* w = nullptr;
+        check(shmbus_waitset_create(&w));
+        return waitset(w);
+    }
+    /// An empty waitset object (no handle).
+    waitset() noexcept = default;
+    waitset(const waitset&) = delete;
+    waitset& operator=(const waitset&) = delete;
+    /// Takes over `o`'s handle, leaving it empty.
+    waitset(waitset&& o) noexcept = default;
+    /// Closes this handle, then takes over `o`'s.
+    waitset& operator=(waitset&& o) noexcept = default;
+    /// Closes the set (the attached objects stay open).
+    ~waitset() = default;
+
+    /// Attaches a subscriber.
+    uint64_t attach(const subscriber& s) {
+        uint64_t k = 0;
+        check(shmbus_waitset_attach_subscriber(h_.get(), s.raw(), &k));
+        return k;
+    }
+    /// Attaches an event.
+    uint64_t attach(const event& e) {
+        uint64_t k = 0;
+        check(shmbus_waitset_attach_event(h_.get(), e.raw(), &k));
+        return k;
+    }
+    /// Attaches a blackboard.
+    uint64_t attach(const blackboard& b) {
+        uint64_t k = 0;
+        check(shmbus_waitset_attach_blackboard(h_.get(), b.raw(), &k));
+        return k;
+    }
+    /// Attaches key `key` of a keyed blackboard (unknown_key_error if it has none such).
+    uint64_t attach(const keyed_blackboard& b, const std::string& key) {
+        uint64_t k = 0;
+        check(shmbus_waitset_attach_keyed_key(h_.get(), b.raw(), key.c_str(), &k));
+        return k;
+    }
+    /// Attaches a timer, ready every `period` (> 0).
+    uint64_t attach_timer(std::chrono::nanoseconds period) {
+        uint64_t k = 0;
+        check(shmbus_waitset_attach_timer(h_.get(), detail::to_ns(period), &k));
+        return k;
+    }
+    /// Attaches the appearance of object `name`: ready once, when it can be opened.
+    uint64_t attach_appearance(const std::string& name, const options* opts = nullptr) {
+        uint64_t k = 0;
+        check(shmbus_waitset_attach_appearance(h_.get(), name.c_str(), detail::opts_of(opts), &k));
+        return k;
+    }
+    /// Detaches `key` (invalid_error if it is not attached).
+    void detach(uint64_t key) { check(shmbus_waitset_detach(h_.get(), key)); }
+
+    /// Waits as long as it takes; the ready keys (at least one).
+    std::vector<uint64_t> wait() { return wait_ns(-1); }
+    /// Waits at most `timeout`; the ready keys (empty when it passes).
+    std::vector<uint64_t> wait_for(std::chrono::nanoseconds timeout) {
+        return wait_ns(detail::to_ns(timeout));
+    }
+
+    /// The C handle (NULL when empty); it stays owned by this object.
+    shmbus_waitset* raw() const noexcept { return h_.get(); }
+    /// Whether this object holds a handle.
+    explicit operator bool() const noexcept { return h_.get() != nullptr; }
+
+private:
+    explicit waitset(shmbus_waitset* w) noexcept : h_(w) {}
+
+    std::vector<uint64_t> wait_ns(int64_t ns) {
+        std::vector<uint64_t> ready;
+        std::array<uint64_t, 64> buf{};
+        size_t n = 0;
+        int rc = shmbus_waitset_wait(h_.get(), ns, buf.data(), buf.size(), &n);
+        if (rc == SHMBUS_ERR_TIMEOUT) return ready;
+        check(rc);
+        ready.assign(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(n));
+        // Keys beyond the buffer were kept by the set: collect them without waiting.
+        while (n == buf.size()) {
+            rc = shmbus_waitset_wait(h_.get(), 0, buf.data(), buf.size(), &n);
+            if (rc == SHMBUS_ERR_TIMEOUT) break;
+            check(rc);
+            ready.insert(ready.end(), buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(n));
+        }
+        return ready;
+    }
+
+    detail::unique_handle<shmbus_waitset, &shmbus_waitset_close> h_;
+};
+
 /// Removes object `name` (of any kind) from the namespace; open handles keep working.
 inline void remove(const std::string& name, const options* opts = nullptr) {
     check(shmbus_remove(name.c_str(), detail::opts_of(opts)));

@@ -970,6 +970,41 @@ void test_moves(const shmbus::options& opts) {
 
 }  // namespace
 
+void test_waitset(const shmbus::options& opts) {
+    auto ws = shmbus::waitset::create();
+    CHECK(ws.wait_for(0ns).empty());
+    auto pub = shmbus::publisher::create("ws.chan", shmbus::channel_config(), &opts);
+    auto sub = shmbus::subscriber::open("ws.chan", &opts);
+    auto board = shmbus::blackboard::create("ws.board", 16, &opts);
+    auto go = shmbus::event::create("ws.go", true, &opts);
+    auto k_sub = ws.attach(sub);
+    auto k_board = ws.attach(board);
+    auto k_go = ws.attach(go);
+    auto k_tick = ws.attach_timer(1h);
+    auto k_late = ws.attach_appearance("ws.late", &opts);
+    CATCH_AS(shmbus::invalid_error, ws.attach_timer(0ns));
+    pub.send(std::string_view("m"));
+    board.write(std::string_view("v"));
+    go.set();
+    auto late = shmbus::blackboard::create("ws.late", 8, &opts);
+    std::vector<uint64_t> seen;
+    for (int i = 0; i < 20 && seen.size() < 4; i++) {
+        for (auto k : ws.wait_for(5s)) {
+            if (std::find(seen.begin(), seen.end(), k) == seen.end()) seen.push_back(k);
+        }
+    }
+    for (auto k : {k_sub, k_board, k_go, k_late}) {
+        CHECK(std::find(seen.begin(), seen.end(), k) != seen.end());
+    }
+    CHECK(std::find(seen.begin(), seen.end(), k_tick) == seen.end());
+    ws.detach(k_go);
+    CATCH_AS(shmbus::invalid_error, ws.detach(k_go));
+    // More ready keys than one native call returns (64): all come back.
+    auto many = shmbus::waitset::create();
+    for (int i = 0; i < 100; i++) many.attach(go);
+    CHECK(many.wait_for(5s).size() == 100);
+}
+
 int main(int argc, char** argv) {
     alarm(120);  // a hang fails the test instead of blocking forever
     std::string ns = argc > 1 ? argv[1] : "cpp-test-" + std::to_string(getpid());
@@ -1002,6 +1037,7 @@ int main(int argc, char** argv) {
         {"duplex", [&] { test_duplex(opts); }},
         {"segment", [&] { test_segment(opts); }},
         {"moves", [&] { test_moves(opts); }},
+        {"waitset", [&] { test_waitset(opts); }},
     };
     for (const auto& t : tests) {
         int before = failures;
