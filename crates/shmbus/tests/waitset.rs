@@ -201,6 +201,15 @@ fn every_source_with_threads() {
     // The end of the stream makes the subscriber ready.
     assert_eq!(set.wait(LONG).unwrap(), vec![k_sub]);
     assert!(matches!(sub.recv(), Err(Error::Disconnected { .. })));
+    // A dropped subscriber is never ready again, whatever arrives.
+    let mut again = Publisher::create_with("c2", ChannelConfig::default(), &opts).unwrap();
+    let sub2 = Subscriber::open_with("c2", &opts).unwrap();
+    let k2 = set.attach_subscriber(&sub2).unwrap();
+    drop(sub2);
+    drop(sub);
+    again.send(b"unheard").unwrap();
+    assert_eq!(set.wait(Some(Duration::from_millis(20))).unwrap(), vec![]);
+    assert!(set.detach(k2) && set.detach(k_sub));
 }
 
 #[test]
@@ -230,10 +239,18 @@ fn timers_detach_and_limits() {
         set.run(|_| ControlFlow::Break(())),
         Err(Error::InvalidConfig { .. })
     ));
-    assert!(matches!(
-        set.attach_timer(Duration::ZERO),
-        Err(Error::InvalidConfig { .. })
-    ));
+    for bad in [
+        Duration::ZERO,
+        Duration::MAX,
+        WaitSet::MAX_PERIOD + Duration::from_secs(1),
+    ] {
+        assert!(matches!(
+            set.attach_timer(bad),
+            Err(Error::InvalidConfig { .. })
+        ));
+    }
+    let longest = set.attach_timer(WaitSet::MAX_PERIOD).unwrap();
+    assert!(set.detach(longest));
     let fast = set.attach_timer(Duration::from_millis(5)).unwrap();
     let slow = set.attach_timer(Duration::from_secs(3600)).unwrap();
     assert_eq!(set.wait(LONG).unwrap(), vec![fast]);

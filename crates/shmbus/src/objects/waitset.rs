@@ -161,6 +161,9 @@ impl WaitSet {
     /// awaited objects do not count.
     pub const MAX_OBJECTS: usize = sys::FUTEX_WAITV_MAX - 1;
 
+    /// The longest timer period (a hundred years: deadlines stay representable).
+    pub const MAX_PERIOD: Duration = Duration::from_secs(100 * 365 * 86_400);
+
     /// How long a set sleeps on one word at a time without `futex_waitv`.
     pub const FALLBACK_SLICE: Duration = Duration::from_millis(1);
 
@@ -229,7 +232,8 @@ impl WaitSet {
     }
 
     /// Attaches a subscriber: ready when it has a message (or a loss, or the end of the
-    /// stream) to receive, or its publisher died (a receive then says `PublisherGone`).
+    /// stream) to receive, or its publisher died (a receive then says `PublisherGone`). A
+    /// subscriber dropped while attached is never ready again (detach it).
     pub fn attach_subscriber(&mut self, subscriber: &Subscriber) -> Result<WaitKey> {
         let sub = subscriber.waitable();
         let close = self.register(sub.os_name(), Interest::Close);
@@ -254,11 +258,15 @@ impl WaitSet {
     }
 
     /// Attaches a timer: ready every `period` from now (periods missed while nobody
-    /// waited are skipped, not queued).
+    /// waited are skipped, not queued). `period` is above zero and at most
+    /// [`MAX_PERIOD`](Self::MAX_PERIOD).
     pub fn attach_timer(&mut self, period: Duration) -> Result<WaitKey> {
-        if period.is_zero() {
+        if period.is_zero() || period > Self::MAX_PERIOD {
             return Err(Error::InvalidConfig {
-                reason: "a WaitSet timer needs a period above zero".to_owned(),
+                reason: format!(
+                    "a WaitSet timer needs a period above zero and at most {} days, not {period:?}",
+                    Self::MAX_PERIOD.as_secs() / 86_400
+                ),
             });
         }
         let next = Instant::now() + period;

@@ -90,6 +90,7 @@ impl Subscriber {
             mirror: Arc::new(Mirror {
                 position: AtomicU64::new(st.cursor),
                 gone: std::sync::atomic::AtomicBool::new(false),
+                closed: std::sync::atomic::AtomicBool::new(false),
             }),
             st,
             slot,
@@ -588,6 +589,8 @@ impl Subscriber {
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
+        // Sets we are attached to stop reporting us (nobody can receive any more).
+        self.mirror.closed.store(true, Relaxed);
         // A fork child's copy must not free its parent's slot.
         if !self.ch.seg.dropping_here() {
             return;

@@ -15,6 +15,8 @@ pub(crate) struct Mirror {
     /// does not wait probes the publisher (it otherwise never does, to stay cheap) and
     /// reports `PublisherGone`.
     pub gone: std::sync::atomic::AtomicBool,
+    /// Set when the subscriber is dropped: the sets never report it again.
+    pub closed: std::sync::atomic::AtomicBool,
 }
 
 /// A subscriber attached to a `WaitSet`: ready when it has something to receive (a
@@ -52,6 +54,9 @@ impl SubscriberWaitable {
     /// Whether the subscriber has something to receive. `recheck`: the publisher may have
     /// died since the last look (a close of the channel's file), so probe its lock again.
     pub(crate) fn ready(&mut self, recheck: bool) -> bool {
+        if self.mirror.closed.load(Relaxed) {
+            return false;
+        }
         match self.ch.ring().news_for(self.mirror.position.load(Relaxed)) {
             News::Message | News::Ended => true,
             News::NoPublisher => false,
