@@ -63,7 +63,7 @@ impl PyBlackboard {
     }
 
     /// A clone of the handle, to use detached without holding the lock.
-    fn handle(&self, py: Python<'_>) -> PyResult<Blackboard> {
+    pub(crate) fn handle(&self, py: Python<'_>) -> PyResult<Blackboard> {
         Ok(self.get(py)?.as_ref().expect("checked by get").clone())
     }
 }
@@ -268,7 +268,8 @@ impl PyEvent {
         }
     }
 
-    fn handle(&self, py: Python<'_>) -> PyResult<Arc<Event>> {
+    /// The shared handle, to use detached without holding the lock; `Closed` once closed.
+    pub(crate) fn handle(&self, py: Python<'_>) -> PyResult<Arc<Event>> {
         lock(py, &self.event)
             .clone()
             .ok_or_else(|| closed(py, &format!("event `{}`", self.name)))

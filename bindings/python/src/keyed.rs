@@ -344,7 +344,7 @@ impl PyBoardKey {
     }
 
     /// A clone of the Rust handle, to use detached without holding the board's lock.
-    fn handle(&self, py: Python<'_>) -> PyResult<BoardKey> {
+    pub(crate) fn handle(&self, py: Python<'_>) -> PyResult<BoardKey> {
         self.parent().slot(py, self.index)
     }
 }

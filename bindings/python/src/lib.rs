@@ -3,9 +3,9 @@
 //! `shmbus/__init__.py` re-exports everything from here, with the exceptions of
 //! `shmbus/_errors.py`. Layout: `publisher` (Publisher, Loan), `subscriber` (Subscriber, Borrowed),
 //! `recv_async`, `channel` (what they share), `board` (Blackboard, Event), `keyed`
-//! (KeyedBlackboard, BoardKey), `duplex`, `handler` (receive handlers), `catalog` (list, gc,
-//! remove), `pybuf` (the buffer protocol: reading callers' buffers, lending ring bytes),
-//! `opts` (keyword options, timeouts, waiting), `errors`.
+//! (KeyedBlackboard, BoardKey), `waitset` (WaitSet), `duplex`, `handler` (receive handlers),
+//! `catalog` (list, gc, remove), `pybuf` (the buffer protocol: reading callers' buffers,
+//! lending ring bytes), `opts` (keyword options, timeouts, waiting), `errors`.
 #![deny(unsafe_code)]
 
 mod board;
@@ -20,6 +20,7 @@ mod publisher;
 mod pybuf;
 mod recv_async;
 mod subscriber;
+mod waitset;
 
 use pyo3::prelude::*;
 
@@ -38,6 +39,7 @@ fn _shmbus(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<duplex::PyDuplex>()?;
     m.add_class::<handler::HandlerGuard>()?;
     m.add_class::<recv_async::AsyncToken>()?;
+    m.add_class::<waitset::PyWaitSet>()?;
     m.add_function(wrap_pyfunction!(catalog::list, m)?)?;
     m.add_function(wrap_pyfunction!(catalog::gc, m)?)?;
     m.add_function(wrap_pyfunction!(catalog::remove, m)?)?;

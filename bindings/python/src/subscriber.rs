@@ -22,7 +22,9 @@ use crate::pybuf::{lend, LendState, Output};
 ///
 /// ``Subscriber(name)`` starts with the next message published; ``from_oldest=True`` with the
 /// oldest still in the ring. Threads may share a subscriber (receives are serialised).
-#[pyclass(module = "shmbus._shmbus", name = "Subscriber", frozen)]
+// `weakref`: a `WaitSet` looks at the stash of the subscribers attached to it, without keeping
+// them open.
+#[pyclass(module = "shmbus._shmbus", name = "Subscriber", frozen, weakref)]
 pub struct PySubscriber {
     pub(crate) facts: Facts,
     pub(crate) state: Mutex<SubState>,

@@ -7,11 +7,13 @@ import sys
 import time
 from typing import Callable
 
-# Syscalls a thread blocked in shmbus sleeps in: futex (waits), clock_nanosleep/nanosleep
-# (the polls of wait_subscribers and of opens waiting for an object), epoll (an asyncio loop).
+# Syscalls a thread blocked in shmbus sleeps in: futex (waits), futex_waitv (449: a wait on
+# several words at once, as a subscriber on its ring and its close watch, or a WaitSet),
+# clock_nanosleep/nanosleep (the polls of wait_subscribers and of opens waiting for an
+# object), epoll (an asyncio loop).
 SLEEP_SYSCALLS = {
-    "x86_64": {202, 230, 35, 232, 281, 441},
-    "aarch64": {98, 115, 101, 22, 441},
+    "x86_64": {202, 449, 230, 35, 232, 281, 441},
+    "aarch64": {98, 449, 115, 101, 22, 441},
 }.get(os.uname().machine, set())
 
 

@@ -1,4 +1,4 @@
-"""The README's "From Python" example, and the package README's, run as written."""
+"""The README's "From Python" example, and the package README's examples, run as written."""
 
 import os
 import pathlib
@@ -38,3 +38,7 @@ def test_readme_python_example_runs() -> None:
 
 def test_package_readme_keyed_example_runs() -> None:
     run_example(readme_example(PACKAGE_README, "## Keyed blackboards"), "readme-pkg")
+
+
+def test_package_readme_waitset_example_runs() -> None:
+    run_example(readme_example(PACKAGE_README, "## WaitSet"), "readme-ws")

@@ -9,6 +9,7 @@ Named objects in POSIX shared memory, shared with Rust, C, C++ and the ``shmbus`
   (:class:`BoardKey`: one key);
 - :class:`Event`: a cross-process event that never loses a wake-up;
 - :class:`Duplex`: a two-way link between two processes;
+- :class:`WaitSet`: waits on many of them at once (and on timers and objects to appear);
 - :func:`list`, :func:`gc`, :func:`remove`: the objects that exist.
 
 Blocking calls release the GIL and react to Ctrl-C. Objects may be shared by threads. After
@@ -35,6 +36,7 @@ from ._shmbus import (
     Loan,
     Publisher,
     Subscriber,
+    WaitSet,
     __version__,
     gc,
     list,
@@ -98,6 +100,7 @@ __all__ = [
     "BoardKey",
     "Event",
     "Duplex",
+    "WaitSet",
     "HandlerGuard",
     "HandlerStats",
     "ObjectInfo",

@@ -3,7 +3,7 @@
 import builtins
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import Literal, NamedTuple, Optional, Union
+from typing import ClassVar, Literal, NamedTuple, Optional, Union
 
 from typing_extensions import Buffer, Self, final
 
@@ -20,6 +20,7 @@ __all__ = [
     "BoardKey",
     "Event",
     "Duplex",
+    "WaitSet",
     "HandlerGuard",
     "HandlerStats",
     "ObjectInfo",
@@ -623,6 +624,62 @@ class Duplex:
         exc: Optional[BaseException],
         tb: Optional[TracebackType],
     ) -> None: ...
+
+@final
+class WaitSet:
+    """Waits on many objects at once, in one thread: subscribers, events, blackboards, keys of
+    keyed blackboards, timers, and objects that do not exist yet.
+
+    Each ``attach_*`` method returns a key: an ``int``, numbered from 0 in the order of
+    attachment and never reused by the set. :meth:`wait` returns the keys of the ready
+    attachments; the caller then receives, reads or opens as usual. Subscribers (a message, a
+    loss, the end of the stream, a dead publisher) and manual-reset events are ready for as
+    long as that holds; a blackboard or board key once per new version; an auto-reset event
+    when the set took a release for the caller; a timer once per period; an awaited object
+    once, when it can be opened.
+
+    The set keeps its own view of each attached object: closing the object does not detach
+    it (:meth:`detach` does; a closed subscriber may stay ready). Thread safety: threads may
+    share a set; a waiting thread holds it for at most 50 ms at a time, so what another
+    thread attaches is waited on from then on.
+    """
+
+    MAX_OBJECTS: ClassVar[int]
+    """Most subscribers, events, blackboards and board keys one set waits on (timers and
+    awaited objects do not count); :class:`InvalidConfig` beyond."""
+
+    def __new__(cls) -> Self:
+        """An empty set."""
+    def attach_subscriber(self, sub: Subscriber) -> int:
+        """Ready while ``sub`` has something to receive, or its publisher died.
+        :class:`Closed` if the subscriber is closed."""
+    def attach_event(self, ev: Event) -> int:
+        """Ready while set (manual reset), or once per release the set took for the caller
+        (auto reset: :meth:`wait` consumed it). :class:`Closed` if the event is closed."""
+    def attach_blackboard(self, board: Blackboard) -> int:
+        """Ready once per new version (the first: newer than the version when attached)."""
+    def attach_board_key(self, key: BoardKey) -> int:
+        """One key of a keyed blackboard, as :meth:`attach_blackboard`."""
+    def attach_timer(self, period: float) -> int:
+        """Ready every ``period`` seconds from now (missed periods are skipped, not queued);
+        ``ValueError`` unless ``period`` is above zero."""
+    def attach_appearance(
+        self,
+        name: str,
+        *,
+        namespace: Optional[str] = None,
+        allow_owner: _Owner = None,
+        require_owner: Optional[int] = None,
+    ) -> int:
+        """Ready once, when object ``name`` exists and can be opened (at the next wait if it
+        exists already)."""
+    def detach(self, key: int) -> bool:
+        """Detaches ``key``; whether it was attached."""
+    def wait(self, timeout: Optional[float] = None) -> builtins.list[int]:
+        """The ready keys in ascending order, waiting at most ``timeout`` seconds (forever if
+        ``None``); ``[]`` after the timeout. Releases the GIL, reacts to Ctrl-C."""
+    def __len__(self) -> int:
+        """How many attachments the set has."""
 
 class ObjectInfo(NamedTuple):
     """One object in the shared-memory directory, as :func:`list` finds it."""
