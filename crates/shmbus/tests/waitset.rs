@@ -272,3 +272,38 @@ fn timers_detach_and_limits() {
     // Timers do not count.
     set.attach_timer(Duration::from_secs(1)).unwrap();
 }
+
+#[test]
+fn a_manual_reset_pulse_while_the_set_sleeps_is_reported() {
+    let ns = Ns::new("ws-pulse");
+    let event = Event::create_with("pulse", EventMode::ManualReset, &ns.opts()).unwrap();
+    let mut set = WaitSet::new();
+    let key = set.attach_event(&event).unwrap();
+    let pulser = {
+        let opts = ns.opts();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            let e = Event::open_with("pulse", &opts).unwrap();
+            e.set();
+            e.reset();
+        })
+    };
+    assert_eq!(set.wait(LONG).unwrap(), vec![key]);
+    pulser.join().unwrap();
+    // Once: the pulse is over.
+    assert_eq!(set.wait(Some(Duration::from_millis(20))).unwrap(), vec![]);
+}
+
+#[test]
+fn an_awaited_name_that_can_never_be_opened_is_reported_once() {
+    let ns = Ns::new("ws-garbage");
+    let mut set = WaitSet::new();
+    let key = set.attach_appearance("junk", &ns.opts()).unwrap();
+    // Not a shmbus object: the caller's open will say so; the set reports it once.
+    let path = format!("/dev/shm/shmbus@{}.junk", ns.0);
+    std::fs::write(&path, vec![0x55u8; 256]).unwrap();
+    assert_eq!(set.wait(LONG).unwrap(), vec![key]);
+    assert!(Blackboard::open_with("junk", &ns.opts()).is_err());
+    assert_eq!(set.wait(Some(Duration::from_millis(20))).unwrap(), vec![]);
+    std::fs::remove_file(path).unwrap();
+}

@@ -19,8 +19,10 @@ use crate::segment::options::Options;
 
 pub(crate) const REPLY: u64 = 1 << 63;
 /// How long a client waiting for a busy link keeps retrying after a close of the link's
-/// file (the kernel reports the close just before it releases the closer's locks).
-const AFTER_CLOSE: Duration = Duration::from_millis(20);
+/// file (the kernel reports the close just before it releases the closer's locks), and
+/// how often.
+const AFTER_CLOSE: Duration = Duration::from_secs(1);
+const AFTER_CLOSE_NAP: Duration = Duration::from_millis(1);
 
 /// A message received on a [`Duplex`] link.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,8 +100,9 @@ impl Duplex {
     /// [`Duplex::connect`], waiting at most `timeout` for the server to listen and for
     /// another client to leave: [`Error::NotFound`] or [`Error::PublisherExists`] when
     /// the time is up. Waits on an inotify watch of the link's files (a client leaving,
-    /// even killed, closes them), not by polling; after such a close it retries for up to
-    /// 20 ms, as the kernel reports a close just before it releases the closer's locks.
+    /// even killed, closes them), not by polling; after such a close it retries every millisecond
+    /// for up to a second, as the kernel reports a close just before it releases the
+    /// closer's locks.
     ///
     /// ```
     /// # shmbus::doctest_namespace();
@@ -127,13 +130,14 @@ impl Duplex {
         let waiting = opts
             .clone()
             .wait_for_creation(deadline.remaining().unwrap_or(Duration::MAX));
-        let rx = Subscriber::open_with(&format!("{name}.down"), &waiting)?;
-        let mut pending = PendingPublisher::open(&format!("{name}.up"), opts)?;
+        // The link first, then the replies' channel: a subscription held while we wait
+        // would hold the server's back-pressure publisher back for the client it serves.
+        let mut pending = PendingPublisher::open(&format!("{name}.up"), &waiting)?;
         let mut watch: Option<FileWatch> = None;
         let mut retry_until: Option<Deadline> = None;
-        loop {
+        let tx = loop {
             pending = match pending.try_attach()? {
-                Ok(tx) => return Ok(Duplex::client(tx, rx)),
+                Ok(tx) => break tx,
                 Err(pending) => pending,
             };
             if deadline.expired() {
@@ -142,16 +146,23 @@ impl Duplex {
             match &mut watch {
                 // Look once more: the watch sees only what happens after it exists.
                 None => watch = Some(FileWatch::for_close(pending.name().os_name())),
-                Some(_) if retry_until.is_some_and(|t| !t.expired()) => std::thread::yield_now(),
+                // A file of the link was closed, maybe by the client, whose lock goes a
+                // moment after the event: try again every millisecond for a while.
+                Some(_) if retry_until.is_some_and(|t| !t.expired()) => {
+                    std::thread::sleep(deadline.cap(AFTER_CLOSE_NAP))
+                }
                 Some(w) => {
                     if w.wait(deadline) {
-                        // A file of the link was closed: maybe by the client, whose lock goes
-                        // a moment after the event.
                         retry_until = Some(Deadline::after(Some(AFTER_CLOSE)));
                     }
                 }
             }
-        }
+        };
+        let waiting = opts
+            .clone()
+            .wait_for_creation(deadline.remaining().unwrap_or(Duration::MAX));
+        let rx = Subscriber::open_with(&format!("{name}.down"), &waiting)?;
+        Ok(Duplex::client(tx, rx))
     }
 
     /// [`Duplex::connect`] with options.

@@ -113,6 +113,7 @@ impl Event {
         EventWaitable {
             seg: self.seg.clone(),
             mode: self.mode,
+            seen: self.state().raw_state(),
         }
     }
 
@@ -167,6 +168,8 @@ pub(crate) fn live_state(seg: &Segment) -> Option<(EventMode, bool, u32, u32)> {
 pub(crate) struct EventWaitable {
     seg: Arc<Segment>,
     mode: EventMode,
+    /// The state when last looked at (a manual-reset pulse in between is a release).
+    seen: u32,
 }
 
 impl EventWaitable {
@@ -180,8 +183,12 @@ impl EventWaitable {
         (&st.state, &st.waiters)
     }
 
-    /// Whether a waiter would be released now (auto reset: takes the release).
-    pub(crate) fn ready(&self) -> bool {
-        self.state().take_if_set(self.mode)
+    /// Whether a waiter would be released now (manual reset: set, or pulsed since the
+    /// last look; auto reset: takes the release).
+    pub(crate) fn ready(&mut self) -> bool {
+        let mut seen = self.seen;
+        let released = self.state().released_since(self.mode, &mut seen);
+        self.seen = seen;
+        released
     }
 }

@@ -39,6 +39,9 @@ use crate::segment::options::Options;
 use crate::segment::Segment;
 use crate::sync::{AtomicU32, Ordering::*};
 
+/// How soon a set looks again at an awaited object that exists but is not finished.
+const INITIALISING_RECHECK: Duration = Duration::from_millis(10);
+
 /// Names one attachment of a [`WaitSet`]; [`WaitSet::wait`] returns the ready ones.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct WaitKey(usize);
@@ -147,6 +150,9 @@ pub struct WaitSet {
     unfenced: bool,
     /// The process that made the set (its watcher registrations live there).
     owner: u32,
+    /// After the watcher reported something, until when every look probes again (see
+    /// `watcher::SUSPICION`).
+    suspect_until: Option<Instant>,
 }
 
 impl Default for WaitSet {
@@ -176,6 +182,7 @@ impl WaitSet {
             unwatched: false,
             unfenced: false,
             owner: crate::os::fork::current_pid(),
+            suspect_until: None,
         }
     }
 
@@ -337,7 +344,15 @@ impl WaitSet {
         loop {
             // SYNC: Acquire pairs with the watcher's Release bump.
             let watch = self.watch.load(std::sync::atomic::Ordering::Acquire);
-            let recheck = first || watch != self.watch_seen || self.unwatched || self.unfenced;
+            if watch != self.watch_seen {
+                // A close (or an appearance): the closer's locks go a moment after the
+                // report, so probe again at every look for a while.
+                self.suspect_until = Some(Instant::now() + watcher::SUSPICION);
+            }
+            let suspect = self.suspect_until.is_some_and(|t| Instant::now() < t);
+            self.unwatched |= self.registrations_lost();
+            let recheck =
+                first || watch != self.watch_seen || suspect || self.unwatched || self.unfenced;
             self.watch_seen = watch;
             first = false;
             // Every word as it is before the looks: a change after them ends the sleep.
@@ -363,7 +378,7 @@ impl WaitSet {
             if !ready.is_empty() || deadline.expired() {
                 return Ok(ready);
             }
-            if (self.unwatched && self.needs_watch()) || self.unfenced {
+            if (self.unwatched && self.needs_watch()) || self.unfenced || suspect {
                 let recheck_at = now + LIVENESS_PERIOD;
                 wake_at = Some(wake_at.map_or(recheck_at, |t| t.min(recheck_at)));
             }
@@ -374,6 +389,16 @@ impl WaitSet {
             };
             self.sleep(&seen, watch, until);
         }
+    }
+
+    /// Whether a registration with the watcher stopped being served (the thread failed).
+    fn registrations_lost(&self) -> bool {
+        self.sources.iter().flatten().any(|s| match s {
+            Source::Subscriber { _close: r, .. } | Source::Appeared { _created: r, .. } => {
+                r.as_ref().is_some_and(|r| !r.active())
+            }
+            _ => false,
+        })
     }
 
     /// Whether anything attached needs the watcher (subscribers, awaited objects).
@@ -463,8 +488,24 @@ fn look(source: &mut Source, recheck: bool, now: Instant, wake_at: &mut Option<I
             if *done || !recheck {
                 return false;
             }
-            *done = Segment::open_kind(name.clone(), None, opts, false).is_ok();
-            *done
+            match Segment::open_kind(name.clone(), None, opts, false) {
+                // Not there yet: the watch says when it comes.
+                Err(Error::NotFound { .. }) => false,
+                // There but not finished: its creator's last write is an event too, but a
+                // creator that does not make it (another implementation) would leave us
+                // waiting; look again soon.
+                Err(Error::NotReady { .. } | Error::TooSmall { .. }) => {
+                    let soon = now + INITIALISING_RECHECK;
+                    *wake_at = Some(wake_at.map_or(soon, |t| t.min(soon)));
+                    false
+                }
+                // Openable, or never will be (another owner, corrupt): report it once, and
+                // the caller's open says which.
+                Ok(_) | Err(_) => {
+                    *done = true;
+                    true
+                }
+            }
         }
     }
 }

@@ -63,23 +63,28 @@ pub(crate) fn futex_wait_any(
     words: &[(&AtomicU32, u32)],
     deadline: Deadline,
 ) -> Result<(), Unsupported> {
-    static MISSING: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let missing = MISSING.get_or_init(|| {
-        std::env::var_os("SHMBUS_TEST_NO_WAITV").is_some_and(|v| v == "1")
-            || matches!(
-                crate::os::sys::futex_waitv(&[], Some(Instant::now())),
-                Err(e) if e.raw_os_error() == Some(libc::ENOSYS)
-            )
+    use std::sync::atomic::Ordering::Relaxed;
+    static PROBED: std::sync::Once = std::sync::Once::new();
+    static MISSING: AtomicBool = AtomicBool::new(false);
+    PROBED.call_once(|| {
+        // A real call on a word that does not hold the expected value must say EAGAIN
+        // (mapped to Ok); ENOSYS (old kernel) or EPERM (a seccomp filter) say no.
+        let probe = AtomicU32::new(0);
+        let works = crate::os::sys::futex_waitv(&[(&probe, 1)], Some(Instant::now())).is_ok();
+        let forced = std::env::var_os("SHMBUS_TEST_NO_WAITV").is_some_and(|v| v == "1");
+        MISSING.store(forced || !works, Relaxed);
     });
-    if *missing {
+    if MISSING.load(Relaxed) {
         return Err(Unsupported);
     }
     match crate::os::sys::futex_waitv(words, deadline.0) {
         Ok(()) => Ok(()),
-        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => Err(Unsupported),
-        // EINVAL (more than 128 words: callers never pass that many), EFAULT (not for
-        // references): return, the caller re-checks.
-        Err(_) => Ok(()),
+        // Anything else (a filter that refuses some calls, say) would make every caller
+        // spin: stop using the call in this process.
+        Err(_) => {
+            MISSING.store(true, Relaxed);
+            Err(Unsupported)
+        }
     }
 }
 

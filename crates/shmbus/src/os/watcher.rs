@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -71,9 +71,17 @@ pub(crate) struct Registration {
     id: u64,
 }
 
+impl Registration {
+    /// Whether the watcher still serves this registration (it may have stopped on an
+    /// error; then wake-ups come no more, and the waiter must nap).
+    pub(crate) fn active(&self) -> bool {
+        self.shared.alive.load(Ordering::Acquire)
+    }
+}
+
 impl Drop for Registration {
     fn drop(&mut self) {
-        if self.shared.pid != crate::os::fork::current_pid() {
+        if self.shared.pid != std::process::id() {
             // A fork child's copy: the parent's state, whose lock a thread that does not
             // exist here may hold. Leave it alone.
             return;
@@ -87,6 +95,7 @@ impl Drop for Registration {
             // The thread removes the directory's watch after [`IDLE`] with nothing
             // registered: a waiter that registers for every sleep adds no system call.
             regs.idle_since = Some(Instant::now());
+            let _ = rustix::io::write(&self.shared.kick, &1u64.to_ne_bytes());
         }
     }
 }
@@ -100,6 +109,9 @@ pub(crate) fn register(
     word: Arc<AtomicU32>,
 ) -> io::Result<Registration> {
     let shared = Shared::get()?;
+    if !shared.alive.load(Ordering::Acquire) {
+        return Err(io::Error::other("the shmbus watcher thread is not running"));
+    }
     let mut regs = shared.lock();
     if regs.wd.is_none() {
         let all = WatchFlags::CREATE
@@ -146,7 +158,13 @@ struct Registrations {
 struct Shared {
     pid: u32,
     fd: OwnedFd,
+    /// Written when the last registration ends, so the thread's `poll` wakes and starts
+    /// the [`IDLE`] countdown.
+    kick: OwnedFd,
     regs: Mutex<Registrations>,
+    /// Whether the thread runs: registrations fail once it does not (it could not be
+    /// started, or stopped on an error), and waiters fall back to naps.
+    alive: AtomicBool,
 }
 
 /// This process's [`Shared`]; null until the first registration.
@@ -156,7 +174,9 @@ impl Shared {
     /// This process's state, starting the thread if this is the first use in this process.
     #[allow(unsafe_code)]
     fn get() -> io::Result<&'static Shared> {
-        let me = crate::os::fork::current_pid();
+        // The pid from the kernel, not the fork handler's copy: a child made by a raw
+        // `clone` must not take its parent's state (whose lock it could never get).
+        let me = std::process::id();
         let ptr = SHARED.load(Ordering::Acquire);
         // SAFETY: a non-null pointer was made by `Box::leak` below and is never freed.
         if let Some(shared) = unsafe { ptr.as_ref() } {
@@ -172,26 +192,35 @@ impl Shared {
             ));
         }
         let fd = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK)?;
-        let fresh: &'static Shared = Box::leak(Box::new(Shared {
+        let kick = rustix::event::eventfd(
+            0,
+            rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
+        )?;
+        let fresh = Box::into_raw(Box::new(Shared {
             pid: me,
             fd,
+            kick,
             regs: Mutex::new(Registrations::default()),
+            alive: AtomicBool::new(true),
         }));
-        match SHARED.compare_exchange(
-            ptr,
-            (fresh as *const Shared).cast_mut(),
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
+        match SHARED.compare_exchange(ptr, fresh, Ordering::AcqRel, Ordering::Acquire) {
             Ok(_) => {
-                std::thread::Builder::new()
+                // SAFETY: published above and never freed from now on.
+                let shared: &'static Shared = unsafe { &*fresh };
+                let started = std::thread::Builder::new()
                     .name("shmbus-watcher".into())
-                    .spawn(move || fresh.run())?;
-                Ok(fresh)
+                    .spawn(move || shared.run());
+                if let Err(e) = started {
+                    shared.alive.store(false, Ordering::Release);
+                    return Err(e);
+                }
+                Ok(shared)
             }
-            // Another thread won the race: use its state (ours leaks, unused: rare).
+            // Another thread won the race: use its state and free ours, which nobody saw.
             Err(winner) => {
-                // SAFETY: as above.
+                // SAFETY: `fresh` came from `Box::into_raw` above and was never published.
+                drop(unsafe { Box::from_raw(fresh) });
+                // SAFETY: a published pointer is never freed.
                 Ok(unsafe { &*winner })
             }
         }
@@ -240,12 +269,24 @@ impl Shared {
                         tv_nsec: i64::from(d.subsec_nanos()),
                     }
                 });
-            let mut fds = [PollFd::new(&self.fd, PollFlags::IN)];
+            let mut fds = [
+                PollFd::new(&self.fd, PollFlags::IN),
+                PollFd::new(&self.kick, PollFlags::IN),
+            ];
             match poll(&mut fds, timeout.as_ref()) {
                 Ok(_) | Err(Errno::INTR) => {}
-                // Nothing sensible to do: stop serving (waiters fall back to their timeouts).
-                Err(_) => return,
+                Err(_) => {
+                    // Stop serving: registrations fail from now on, and everyone waiting
+                    // on a registered word wakes to find the watcher gone (and naps).
+                    self.alive.store(false, Ordering::Release);
+                    for entry in self.lock().entries.values().flatten() {
+                        bump(&entry.word);
+                    }
+                    return;
+                }
             }
+            let mut drained = [0u8; 8];
+            let _ = rustix::io::read(&self.kick, &mut drained);
             let mut reader = inotify::Reader::new(&self.fd, &mut buf);
             loop {
                 let event = match reader.next() {
@@ -256,9 +297,12 @@ impl Shared {
                 let mask = event.events();
                 let regs = self.lock();
                 if mask.contains(ReadFlags::QUEUE_OVERFLOW) {
-                    // Events were lost: everyone looks again.
+                    // Events were lost, closes among them maybe: everyone looks again, now
+                    // and at the follow-ups.
+                    let at = Instant::now();
                     for entry in regs.entries.values().flatten() {
                         bump(&entry.word);
+                        follow_ups.extend(FOLLOW_UPS.iter().map(|d| (at + *d, entry.word.clone())));
                     }
                     continue;
                 }
@@ -289,7 +333,14 @@ pub(crate) struct CloseWatch {
     word: Arc<AtomicU32>,
     seen: u32,
     reg: Option<Registration>,
+    /// After a close, until when the waiter naps and probes instead of trusting the next
+    /// event: the closer's locks go a moment after the close is reported, and a closer
+    /// that the scheduler stops right then may outlast every follow-up.
+    suspect_until: Option<Instant>,
 }
+
+/// How long a waiter keeps probing after a close (see `CloseWatch::suspect_until`).
+pub(crate) const SUSPICION: Duration = Duration::from_secs(1);
 
 impl CloseWatch {
     /// Watches `os_name` (`/shmbus.x`) for closes from now on.
@@ -300,7 +351,12 @@ impl CloseWatch {
         } else {
             register(os_name, Interest::Close, word.clone()).ok()
         };
-        CloseWatch { word, seen: 0, reg }
+        CloseWatch {
+            word,
+            seen: 0,
+            reg,
+            suspect_until: None,
+        }
     }
 
     /// A watch that watches nothing: its sleeps are naps (for a sleeper that cannot
@@ -310,6 +366,7 @@ impl CloseWatch {
             word: Arc::new(AtomicU32::new(0)),
             seen: 0,
             reg: None,
+            suspect_until: None,
         }
     }
 
@@ -319,12 +376,16 @@ impl CloseWatch {
         let now = self.word.load(Ordering::Acquire);
         let changed = now != self.seen;
         self.seen = now;
+        if changed {
+            self.suspect_until = Some(Instant::now() + SUSPICION);
+        }
         changed
     }
 
     /// Sleeps while `*word == expected`, until a wake, a close, or `deadline`. Returns
-    /// `true` when it could not watch for closes and napped at most `nap` instead (the
-    /// caller then probes liveness after a nap with no news, as before).
+    /// `true` when it could not watch for closes (no watcher, no `futex_waitv`, or within
+    /// [`SUSPICION`] of a close) and napped at most `nap` instead: the caller then probes
+    /// liveness after a nap with no news.
     pub(crate) fn sleep(
         &self,
         word: &crate::sync::AtomicU32,
@@ -332,8 +393,10 @@ impl CloseWatch {
         deadline: Deadline,
         nap: Duration,
     ) -> bool {
+        let watching = self.reg.as_ref().is_some_and(Registration::active);
+        let suspect = self.suspect_until.is_some_and(|t| Instant::now() < t);
         #[cfg(not(loom))]
-        if self.reg.is_some() {
+        if watching && !suspect {
             let pair = [(word, expected), (&*self.word, self.seen)];
             if crate::os::wait::futex_wait_any(&pair, deadline).is_ok() {
                 return false;

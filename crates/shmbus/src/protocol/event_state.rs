@@ -162,13 +162,19 @@ impl EventState {
         self.state.load(Relaxed)
     }
 
-    /// Whether a waiter would be released now; for auto reset, takes the release (as a
-    /// wait would). For a waiter on many objects, which sleeps on `state` after joining
-    /// `waiters` (the steps of `wait`).
-    pub(crate) fn take_if_set(&self, mode: EventMode) -> bool {
+    /// Whether a waiter that last looked when the state was `*seen` would be released now
+    /// (manual reset: set now, or set since, even if reset again: a pulse); for auto
+    /// reset, takes a release (as a wait would). Updates `*seen`. For a waiter on many
+    /// objects, which sleeps on `state` after joining `waiters` (the steps of `wait`).
+    pub(crate) fn released_since(&self, mode: EventMode, seen: &mut u32) -> bool {
         match mode {
-            // SYNC: Acquire pairs with the Release CAS in `set`.
-            EventMode::ManualReset => self.state.load(Acquire) & 1 == 1,
+            EventMode::ManualReset => {
+                // SYNC: Acquire pairs with the Release CAS in `set`.
+                let s = self.state.load(Acquire);
+                let released = s & 1 == 1 || (s | 1) != (*seen | 1);
+                *seen = s;
+                released
+            }
             EventMode::AutoReset => self.try_take(),
         }
     }

@@ -21,9 +21,10 @@ fn wait_on_both(a: &EventState, b: &EventState) -> (bool, bool) {
     }
     let found = loop {
         let seen: Vec<u32> = events.iter().map(|e| e.state.load(Acquire)).collect();
+        let (mut sa, mut sb) = (0, 0);
         let ready = (
-            a.take_if_set(EventMode::ManualReset),
-            b.take_if_set(EventMode::ManualReset),
+            a.released_since(EventMode::ManualReset, &mut sa),
+            b.released_since(EventMode::ManualReset, &mut sb),
         );
         if ready.0 || ready.1 {
             break ready;

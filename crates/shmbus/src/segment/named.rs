@@ -307,7 +307,11 @@ impl Segment {
                 // Look once more first: the watch sees only what happens after it exists.
                 None => watch = Some(FileWatch::for_creation(name.os_name())),
                 Some(w) => {
-                    w.wait(deadline);
+                    // A creator that does not write READY through the file (another
+                    // implementation) gives no event when it finishes: look every 10 ms
+                    // while the object exists unfinished.
+                    let cap = finished_by.is_some().then_some(Duration::from_millis(10));
+                    w.wait(cap.map_or(deadline, |c| Deadline::after(Some(deadline.cap(c)))));
                 }
             }
         }

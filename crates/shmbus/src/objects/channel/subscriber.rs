@@ -44,7 +44,7 @@ pub struct Subscriber {
     /// Messages lost so far (lossy), as reported by `Error::Lagged`.
     lost: u64,
     /// What we share with the `WaitSet`s we are attached to (they cannot borrow us).
-    mirror: Arc<Mirror>,
+    pub(super) mirror: Arc<Mirror>,
 }
 
 impl Subscriber {
@@ -111,23 +111,6 @@ impl Subscriber {
     /// Whether the channel's publisher lives now.
     pub fn publisher_alive(&self) -> bool {
         self.ch.publisher_alive()
-    }
-
-    /// What a `WaitSet` keeps of the subscriber.
-    pub(crate) fn waitable(&self) -> super::waitable::SubscriberWaitable {
-        super::waitable::SubscriberWaitable::new(self.ch.clone(), self.mirror.clone())
-    }
-
-    /// A token that changes when a publisher attaches, commits or closes (for
-    /// [`Self::wait_for_news`]: read it before a `recv` that may fail for want of a
-    /// publisher).
-    pub(crate) fn news(&self) -> u32 {
-        self.ch.news()
-    }
-
-    /// Sleeps until the token differs from `seen` or the deadline passes; whether it did.
-    pub(crate) fn wait_for_news(&self, seen: u32, deadline: Deadline) -> bool {
-        self.ch.wait_for_news(seen, deadline)
     }
 
     /// Receives the next message, waiting as long as it takes; [`Error::Disconnected`] at
@@ -347,9 +330,7 @@ impl Subscriber {
                 if closed && self.poll_limited(limit, sink, release)? {
                     return Ok(());
                 }
-                // A WaitSet that found the publisher dead said so: probe it (a syscall, only
-                // then), so that a wait-then-try loop ends instead of spinning on `Empty`.
-                if !closed && self.mirror.gone.swap(false, Relaxed) && !self.ch.publisher_alive() {
+                if !closed && self.set_found_publisher_dead() {
                     if self.poll_limited(limit, sink, release)? {
                         return Ok(());
                     }

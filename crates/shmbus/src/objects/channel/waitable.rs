@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use super::Channel;
+use super::{Channel, Subscriber};
+use crate::os::wait::Deadline;
 use crate::protocol::ring::News;
 use crate::sync::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
@@ -71,5 +72,33 @@ impl SubscriberWaitable {
                 dead
             }
         }
+    }
+}
+
+/// What the subscriber side offers to waiters that do not receive.
+impl Subscriber {
+    /// What a `WaitSet` keeps of the subscriber.
+    pub(crate) fn waitable(&self) -> SubscriberWaitable {
+        SubscriberWaitable::new(self.ch.clone(), self.mirror.clone())
+    }
+
+    /// A token that changes when a publisher attaches, commits or closes (for
+    /// [`Self::wait_for_news`]: read it before a `recv` that may fail for want of a
+    /// publisher).
+    pub(crate) fn news(&self) -> u32 {
+        self.ch.news()
+    }
+
+    /// Sleeps until the token differs from `seen` or the deadline passes; whether it did.
+    pub(crate) fn wait_for_news(&self, seen: u32, deadline: Deadline) -> bool {
+        self.ch.wait_for_news(seen, deadline)
+    }
+
+    /// Whether a `WaitSet` found the publisher dead since the last call and it still is:
+    /// a receive that does not wait then reports `PublisherGone` (it otherwise never
+    /// probes the publisher, to stay cheap), so a wait-then-try loop ends instead of
+    /// spinning on `Empty`.
+    pub(super) fn set_found_publisher_dead(&self) -> bool {
+        self.mirror.gone.swap(false, Relaxed) && !self.ch.publisher_alive()
     }
 }
