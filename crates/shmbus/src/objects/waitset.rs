@@ -282,7 +282,9 @@ impl WaitSet {
 
     /// Attaches the appearance of object `name` (in `opts`' namespace, owned by a user
     /// `opts` accepts): ready once, when it exists and its creator has finished it; open it
-    /// then. An object that exists already is ready at the next wait.
+    /// then. An object that exists already is ready at the next wait. Something under the
+    /// name that can never be opened with `opts` (another owner, not a shmbus object) is
+    /// reported once too: the open then says why.
     pub fn attach_appearance(&mut self, name: &str, opts: &Options) -> Result<WaitKey> {
         let name = opts.name(name)?;
         let created = self.register(name.os_name(), Interest::Creation);
