@@ -25,8 +25,8 @@ namespace Shmbus
     /// </list>
     /// The set keeps each attached object's memory mapped itself, so disposing an attached
     /// <see cref="Subscriber"/>, <see cref="NamedEvent"/> or board is safe; the attachment
-    /// stays until <see cref="Detach"/> (a disposed subscriber's stays ready once a message
-    /// arrives that nobody receives: detach it too). Use a wait set from one
+    /// stays until <see cref="Detach"/> (a disposed subscriber's is never ready again:
+    /// detach it too). Use a wait set from one
     /// thread at a time: a call while another thread is in one (a blocking
     /// <see cref="Wait(TimeSpan)"/>, say) throws <see cref="InvalidOperationException"/>.
     /// Only <see cref="Dispose"/> may come from another thread, and it does not interrupt a

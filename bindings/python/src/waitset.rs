@@ -101,7 +101,7 @@ impl Keyed {
 /// a timer once per period; an awaited object once, when it can be opened.
 ///
 /// The set keeps its own view of each attached object: closing the object does not detach
-/// it (``detach`` does; a closed subscriber may stay ready). Threads may share a set: calls
+/// it (``detach`` does; a closed subscriber is never ready again). Threads may share a set: calls
 /// are serialised, and a waiting thread holds the set for at most 50 ms at a time, so what
 /// another thread attaches meanwhile is waited on from then on.
 #[pyclass(module = "shmbus._shmbus", name = "WaitSet", frozen)]

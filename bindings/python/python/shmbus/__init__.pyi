@@ -639,7 +639,7 @@ class WaitSet:
     once, when it can be opened.
 
     The set keeps its own view of each attached object: closing the object does not detach
-    it (:meth:`detach` does; a closed subscriber may stay ready). Thread safety: threads may
+    it (:meth:`detach` does; a closed subscriber is never ready again). Thread safety: threads may
     share a set; a waiting thread holds it for at most 50 ms at a time, so what another
     thread attaches is waited on from then on.
     """
