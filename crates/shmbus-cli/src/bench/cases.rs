@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use hdrhistogram::Histogram;
-use shmbus::{Blackboard, ChannelConfig, Error, Mode, Options, Publisher, Subscriber};
+use shmbus::{
+    Blackboard, ChannelConfig, Error, Event, EventMode, Mode, Options, Publisher, Subscriber,
+    WaitSet,
+};
 
 use super::floors::{AtomicPingPong, FutexPingPong, MemcpyRing, RawShm};
 
@@ -20,6 +23,8 @@ pub(crate) enum Case {
     Futex,
     Busy,
     Blocking,
+    /// As `Blocking`, each side waiting in a `WaitSet` with two idle sources besides.
+    WaitSet,
     Board,
     BoardReads,
     BoardReadsContended,
@@ -252,6 +257,27 @@ pub(crate) fn parent(p: &Params) -> anyhow::Result<Measured> {
                 } else {
                     sub.recv_into(&mut buf)?;
                 }
+                debug_assert_eq!(stamped(&buf), i);
+                Ok(())
+            })?;
+            drop(publisher);
+            peer.finish()?;
+            Ok(m)
+        }
+        Case::WaitSet => {
+            let o = opts(p).spin(Duration::ZERO);
+            let mut publisher =
+                Publisher::create_with("ping", channel(p.size, Mode::Lossy, false), &o)?;
+            let mut peer = Peer::spawn(p, Stdio::null(), Stdio::null())?;
+            peer.expect("ready")?;
+            let mut sub = Subscriber::open_with("pong", &o)?;
+            let (mut set, _idle) = idle_set(&sub, &o, "parent")?;
+            let mut msg = message(p.size);
+            let mut buf = Vec::with_capacity(msg.len());
+            let m = ping_pong(p.count, gap, |i| {
+                stamp(&mut msg, i);
+                publisher.send(&msg)?;
+                receive_through(&mut set, &mut sub, &mut buf)?;
                 debug_assert_eq!(stamped(&buf), i);
                 Ok(())
             })?;
@@ -493,6 +519,21 @@ pub(crate) fn child(p: &Params) -> anyhow::Result<()> {
             // Keep `pong` until the parent has read the last reply.
             let _ = sub.recv_timeout_into(&mut buf, Duration::from_secs(10));
         }
+        Case::WaitSet => {
+            let o = opts(p).spin(Duration::ZERO);
+            let mut sub = Subscriber::open_with("ping", &o)?;
+            let mut publisher =
+                Publisher::create_with("pong", channel(p.size, Mode::Lossy, false), &o)?;
+            let (mut set, _idle) = idle_set(&sub, &o, "peer")?;
+            say("ready");
+            let mut buf = Vec::with_capacity(p.size.max(8));
+            for _ in 1..=p.count {
+                receive_through(&mut set, &mut sub, &mut buf)?;
+                publisher.send(&buf)?;
+            }
+            // Keep `pong` until the parent has read the last reply.
+            let _ = sub.recv_timeout_into(&mut buf, Duration::from_secs(10));
+        }
         Case::Board => {
             let o = busy_opts(p);
             let ping = Blackboard::open_with("ping", &o)?;
@@ -613,4 +654,38 @@ pub(crate) fn child(p: &Params) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A wait set on `sub` and two sources that stay idle (an event and a blackboard of this
+/// side's own), as a program that listens to several things has; the idle objects are
+/// returned to keep them alive.
+fn idle_set(
+    sub: &Subscriber,
+    o: &Options,
+    side: &str,
+) -> anyhow::Result<(WaitSet, (Event, Blackboard))> {
+    let event = Event::create_with(&format!("idle.{side}"), EventMode::ManualReset, o)?;
+    let board = Blackboard::create_with(&format!("idle-board.{side}"), 8, o)?;
+    let mut set = WaitSet::new();
+    set.attach_subscriber(sub)?;
+    set.attach_event(&event)?;
+    set.attach_blackboard(&board)?;
+    Ok((set, (event, board)))
+}
+
+/// One message through a wait set: wait until something is ready, then receive.
+fn receive_through(
+    set: &mut WaitSet,
+    sub: &mut Subscriber,
+    buf: &mut Vec<u8>,
+) -> anyhow::Result<()> {
+    loop {
+        match sub.try_recv_into(buf) {
+            Ok(()) => return Ok(()),
+            Err(Error::Empty) => {
+                set.wait(None)?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }

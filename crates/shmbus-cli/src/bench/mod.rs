@@ -105,6 +105,15 @@ fn plan(args: &BenchArgs) -> Vec<Plan> {
         0,
         0,
     );
+    add(
+        "shmbus WaitSet (3 sources, blocking)",
+        "latency",
+        Case::WaitSet,
+        s,
+        lat / 4,
+        0,
+        0,
+    );
     add("shmbus blackboard", "latency", Case::Board, s, lat, 0, 0);
     add("shmbus blackboard", "latency", Case::Board, 4096, lat, 0, 0);
     for size in [s, 4096] {

@@ -24,11 +24,15 @@ pub(crate) struct Row {
     pub histogram: Option<Histogram<u64>>,
 }
 
-/// The row each row is compared with: shmbus busy-poll for latency, shmbus send (copy) of
+/// The row each row is compared with: shmbus busy-poll for latency (shmbus blocking for the
+/// WaitSet row, which blocks too), shmbus send (copy) of
 /// the same size for throughput, one subscriber for fan-out, shmbus busy-poll for the
 /// adaptive rows. The ratio is "this row / that row", for latency (lower is better) and
 /// rates (higher is better) alike.
 fn reference<'a>(rows: &'a [Row], row: &Row) -> Option<&'a Row> {
+    if row.name.starts_with("shmbus WaitSet") {
+        return rows.iter().find(|r| r.name == "shmbus blocking (futex)");
+    }
     rows.iter().find(|r| match row.metric {
         "latency" | "adaptive" => r.name == "shmbus busy-poll",
         "throughput" => r.name == "shmbus send (copy)" && r.size == row.size,
@@ -113,8 +117,9 @@ pub(crate) fn print(
     }
     writeln!(
         out,
-        "ratio: latency rows / shmbus busy-poll p50; throughput rows / shmbus send (copy) of the \
-         same size; fan-out / 1 subscriber. {cores} cores, --pin {pin:?}, {:.1} s.",
+        "ratio: latency rows / shmbus busy-poll p50 (the WaitSet row / shmbus blocking); \
+         throughput rows / shmbus send (copy) of the same size; fan-out / 1 subscriber. \
+         {cores} cores, --pin {pin:?}, {:.1} s.",
         took.as_secs_f64()
     )?;
     out.flush()

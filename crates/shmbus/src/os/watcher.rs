@@ -95,7 +95,12 @@ impl Drop for Registration {
             // The thread removes the directory's watch after [`IDLE`] with nothing
             // registered: a waiter that registers for every sleep adds no system call.
             regs.idle_since = Some(Instant::now());
-            let _ = rustix::io::write(&self.shared.kick, &1u64.to_ne_bytes());
+            // Wake the thread to start the countdown, unless it already has one running (a
+            // waiter that registers for every sleep then costs it no wake-up per sleep).
+            if !regs.countdown {
+                regs.countdown = true;
+                let _ = rustix::io::write(&self.shared.kick, &1u64.to_ne_bytes());
+            }
         }
     }
 }
@@ -150,6 +155,9 @@ struct Registrations {
     wd: Option<i32>,
     /// Since when nothing is registered.
     idle_since: Option<Instant>,
+    /// Whether the thread sleeps with the [`IDLE`] countdown as its timeout (or has been
+    /// kicked to start it).
+    countdown: bool,
     next_id: u64,
 }
 
@@ -233,6 +241,7 @@ impl Shared {
     /// The thread: waits for events (and for pending follow-ups), bumps words.
     fn run(&self) {
         let mut follow_ups: Vec<(Instant, Arc<AtomicU32>)> = Vec::new();
+        let mut countdown_end: Option<Instant> = None;
         let mut buf = [MaybeUninit::<u8>::uninit(); 8192];
         loop {
             let now = Instant::now();
@@ -246,17 +255,29 @@ impl Shared {
             });
             let idle_end = {
                 let mut regs = self.lock();
-                match (regs.idle_since, regs.wd) {
-                    (Some(since), Some(wd)) if since.elapsed() >= IDLE => {
+                let now = Instant::now();
+                let end = match (regs.idle_since, regs.wd) {
+                    (Some(since), Some(wd)) if now.duration_since(since) >= IDLE => {
                         let _ = inotify::remove_watch(&self.fd, wd);
                         regs.wd = None;
                         regs.idle_since = None;
                         None
                     }
                     (Some(since), Some(_)) => Some(since + IDLE),
+                    // Busy again after a kick: keep a countdown running for a while, so
+                    // that waiters that register for every sleep do not kick us for each
+                    // one; when it ends with registrations present, stop.
+                    (None, Some(_)) if regs.countdown => match countdown_end {
+                        Some(t) if now < t => Some(t),
+                        Some(_) => None,
+                        None => Some(now + IDLE),
+                    },
                     _ => None,
-                }
+                };
+                regs.countdown = end.is_some();
+                end
             };
+            countdown_end = idle_end;
             let timeout = follow_ups
                 .iter()
                 .map(|(at, _)| *at)
