@@ -1,6 +1,7 @@
 """Small helpers shared by the test modules (plain functions; fixtures are in conftest.py)."""
 
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -90,6 +91,28 @@ def wait_blocked(pid: int, timeout: float = 10.0) -> None:
     """Waits until the main thread of process ``pid`` sleeps in a blocking syscall: how we
     know that a child entered its blocking call (nothing else signals it)."""
     wait_until(lambda: _sleeping("/proc/%d" % pid), timeout, "process %d to block" % pid)
+
+
+def interrupt_when_blocked(
+    code: str, timeout: float
+) -> "tuple[subprocess.Popen[str], str, str, float]":
+    """Runs ``code`` in a Python child, waits for its "ready" line and for it to block, sends
+    it SIGINT and collects its output: ``(child, stdout, stderr, when the signal was
+    sent)``."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout.readline().strip() == "ready", child.stderr.read()
+        wait_blocked(child.pid)
+        sent = time.monotonic()
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=timeout)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    return child, out, err, sent
 
 
 def thread_blocked(tid: int) -> bool:

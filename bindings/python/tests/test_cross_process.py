@@ -11,7 +11,15 @@ import pytest
 
 import shmbus
 
-from helpers import BOARD_WAITERS, read_u32, run_python, shm_path, wait_blocked, wait_until
+from helpers import (
+    BOARD_WAITERS,
+    interrupt_when_blocked,
+    read_u32,
+    run_python,
+    shm_path,
+    wait_blocked,
+    wait_until,
+)
 
 
 def cli_run(cli, *args, timeout=30, **kw) -> subprocess.CompletedProcess:
@@ -349,19 +357,7 @@ except KeyboardInterrupt:
 def test_ctrl_c_interrupts_a_blocking_call_within_100ms(which):
     mode, call = BLOCKING_CALLS[which]
     code = CHILD.format(setup=SIGINT_SETUP.format(mode=mode), call=call)
-    child = subprocess.Popen(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        assert child.stdout.readline().strip() == "ready", child.stderr.read()
-        wait_blocked(child.pid)
-        sent = time.monotonic()
-        child.send_signal(signal.SIGINT)
-        out, err = child.communicate(timeout=10)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.communicate()
+    child, out, err, sent = interrupt_when_blocked(code, timeout=10)
     words = out.split()
     assert words[:1] == ["interrupted"], (out, err)
     delay = float(words[1]) - sent

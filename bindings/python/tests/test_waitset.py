@@ -14,7 +14,7 @@ import pytest
 
 import shmbus
 
-from helpers import run_python, thread_blocked, wait_blocked, wait_until
+from helpers import interrupt_when_blocked, run_python, thread_blocked, wait_blocked, wait_until
 
 
 def cli_run(cli, *args, timeout=30, **kw) -> subprocess.CompletedProcess:
@@ -722,20 +722,9 @@ except KeyboardInterrupt:
 @pytest.mark.parametrize("objects", [False, True], ids=["empty", "objects"])
 @pytest.mark.parametrize("timeout", [None, 60], ids=["forever", "timeout"])
 def test_ctrl_c_interrupts_wait(objects, timeout):
-    code = SIGINT_CHILD.format(objects=objects, timeout=timeout)
-    child = subprocess.Popen(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    child, out, err, sent = interrupt_when_blocked(
+        SIGINT_CHILD.format(objects=objects, timeout=timeout), timeout=20
     )
-    try:
-        assert child.stdout.readline().strip() == "ready", child.stderr.read()
-        wait_blocked(child.pid)
-        sent = time.monotonic()
-        child.send_signal(signal.SIGINT)
-        out, err = child.communicate(timeout=20)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.communicate()
     words = out.split()
     assert words[:1] == ["interrupted"], (out, err)
     assert 0 <= float(words[1]) - sent < 5

@@ -419,8 +419,7 @@ impl WaitSet {
             .zip(seen)
             .filter_map(|(s, v)| Some((s.as_ref()?.words()?.0, (*v)?)))
             .collect();
-        let own = own_word(&self.watch);
-        words.push((own, watch));
+        words.push((&*self.watch, watch));
         let deadline = Deadline::at(until);
         if futex_wait_any(&words, deadline) == Err(Unsupported) {
             // No futex_waitv: each word in turn, a slice at a time (module docs).
@@ -510,9 +509,4 @@ fn look(source: &mut Source, recheck: bool, now: Instant, wake_at: &mut Option<I
             }
         }
     }
-}
-
-/// Our process-local word as the crate's atomic type (the same type outside loom).
-fn own_word(word: &std::sync::atomic::AtomicU32) -> &AtomicU32 {
-    word
 }

@@ -25,26 +25,7 @@ use rustix::io::Errno;
 
 use crate::os::sys::SHM_DIR;
 use crate::os::wait::Deadline;
-
-/// Events that may make a file of the directory openable, or more nearly so: not its
-/// closes, which a waiting opener's own looks cause.
-fn creation() -> WatchFlags {
-    WatchFlags::CREATE
-        | WatchFlags::MOVED_TO
-        | WatchFlags::MODIFY
-        | WatchFlags::ATTRIB
-        | WatchFlags::ONLYDIR
-}
-
-/// Events that may free a lock on a file of the directory: closes (a process that dies
-/// closes every file it had open), and its removal.
-fn closing() -> WatchFlags {
-    WatchFlags::CLOSE_WRITE
-        | WatchFlags::CLOSE_NOWRITE
-        | WatchFlags::DELETE
-        | WatchFlags::MOVED_FROM
-        | WatchFlags::ONLYDIR
-}
+use crate::os::watcher::Interest;
 
 /// A watch on one file name of the shared-memory directory: inotify, or naps where inotify
 /// is not available.
@@ -60,13 +41,13 @@ impl FileWatch {
     /// Watches for `os_name` (`/shmbus.x`) being created, resized or written (its
     /// creator finishing it): what an opener waits for.
     pub(crate) fn for_creation(os_name: &str) -> FileWatch {
-        FileWatch::new(os_name, creation())
+        FileWatch::new(os_name, Interest::Creation.events() | WatchFlags::ONLYDIR)
     }
 
     /// Watches for `os_name` being closed by anyone (a lock holder leaving) or removed.
     /// The watcher must not open and close the file itself while it waits.
     pub(crate) fn for_close(os_name: &str) -> FileWatch {
-        FileWatch::new(os_name, closing())
+        FileWatch::new(os_name, Interest::Close.events() | WatchFlags::ONLYDIR)
     }
 
     /// Watches the shared-memory directory for `events` on `os_name`, or prepares to nap

@@ -40,17 +40,25 @@ pub(crate) enum Interest {
 }
 
 impl Interest {
+    /// The inotify events of the interest (a creation interest leaves out closes, which a
+    /// waiting opener's own looks cause).
+    pub(crate) fn events(self) -> WatchFlags {
+        match self {
+            Interest::Creation => {
+                WatchFlags::CREATE | WatchFlags::MOVED_TO | WatchFlags::MODIFY | WatchFlags::ATTRIB
+            }
+            Interest::Close => {
+                WatchFlags::CLOSE_WRITE
+                    | WatchFlags::CLOSE_NOWRITE
+                    | WatchFlags::DELETE
+                    | WatchFlags::MOVED_FROM
+            }
+        }
+    }
+
     fn matches(self, mask: ReadFlags) -> bool {
-        let creation =
-            ReadFlags::CREATE | ReadFlags::MOVED_TO | ReadFlags::MODIFY | ReadFlags::ATTRIB;
-        let close = ReadFlags::CLOSE_WRITE
-            | ReadFlags::CLOSE_NOWRITE
-            | ReadFlags::DELETE
-            | ReadFlags::MOVED_FROM;
-        mask.intersects(match self {
-            Interest::Creation => creation,
-            Interest::Close => close,
-        })
+        // A reported event's bits are those of the watch flag that asked for it.
+        mask.intersects(ReadFlags::from_bits_retain(self.events().bits()))
     }
 }
 
@@ -119,15 +127,7 @@ pub(crate) fn register(
     }
     let mut regs = shared.lock();
     if regs.wd.is_none() {
-        let all = WatchFlags::CREATE
-            | WatchFlags::MOVED_TO
-            | WatchFlags::MODIFY
-            | WatchFlags::ATTRIB
-            | WatchFlags::CLOSE_WRITE
-            | WatchFlags::CLOSE_NOWRITE
-            | WatchFlags::DELETE
-            | WatchFlags::MOVED_FROM
-            | WatchFlags::ONLYDIR;
+        let all = Interest::Creation.events() | Interest::Close.events() | WatchFlags::ONLYDIR;
         regs.wd = Some(inotify::add_watch(&shared.fd, SHM_DIR, all)?);
     }
     regs.idle_since = None;

@@ -99,6 +99,9 @@ impl Subscriber {
     /// probes the publisher, to stay cheap), so a wait-then-try loop ends instead of
     /// spinning on `Empty`.
     pub(super) fn set_found_publisher_dead(&self) -> bool {
-        self.mirror.gone.swap(false, Relaxed) && !self.ch.publisher_alive()
+        // A plain load first: an empty try_recv in a polling loop must not pay an RMW.
+        self.mirror.gone.load(Relaxed)
+            && self.mirror.gone.swap(false, Relaxed)
+            && !self.ch.publisher_alive()
     }
 }
